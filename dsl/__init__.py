@@ -1,0 +1,1 @@
+"""Parsing a Wffile into the workflow model; every Wffile error with its position."""

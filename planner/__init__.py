@@ -1,0 +1,1 @@
+"""From the workflow model to an executable plan (jobs, DAG, reuse decisions)."""

@@ -1,0 +1,1 @@
+"""Running a plan: job wrapper, executors, workflow database, reporting, CLI."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import networkx as nx
@@ -18,7 +18,7 @@ import networkx as nx
 from dsl.model import Workflow
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     """What a job does. Only compute and stage_in are planned so far."""
 
     COMPUTE = "compute"
@@ -86,6 +86,7 @@ RUN_COMMAND_CHANGED = "command-changed"
 RUN_CONTAINER_CHANGED = "container-changed"
 RUN_NO_RECORD = "no-record"
 RUN_NEEDED = "needed"
+RUN_INPUT_MISSING = "input-missing"
 PRUNE_PRESENT = "outputs-present"
 PRUNE_NOT_NEEDED = "not-needed"
 
@@ -99,6 +100,7 @@ _TEXT = {
     RUN_CONTAINER_CHANGED: "container image {} changed",
     RUN_NO_RECORD: "output {} has no record of how it was made",
     RUN_NEEDED: "missing {} is needed by a job that runs",
+    RUN_INPUT_MISSING: "input {} missing",
     PRUNE_PRESENT: "outputs present",
     PRUNE_NOT_NEEDED: "only needed by reused jobs",
 }

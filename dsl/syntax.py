@@ -1,0 +1,132 @@
+"""The lark parser for Wffiles, and syntax errors turned into positioned errors."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from lark import Lark, Token, Tree
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+)
+from lark.indenter import DedentError, Indenter
+
+from grammar import grammar_text
+
+from .errors import SourcePos, WffileError
+
+_TOKEN_WORDS = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "COLON": "':'",
+    "EQUAL": "'='",
+    "COMMA": "','",
+    "PLUS": "'+'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "_NEWLINE": "end of line",
+    "_INDENT": "an indented block",
+    "_DEDENT": "end of block",
+    "$END": "end of file",
+}
+
+
+class _DedentAt(Exception):
+    """A dedent to a level that matches no outer block, with where it happened."""
+
+    def __init__(self, line: int, col: int):
+        self.line, self.col = line, col
+
+
+class _WfIndenter(Indenter):
+    NL_type = "_NEWLINE"
+    OPEN_PAREN_types = ["LPAR", "LSQB", "LBRACE"]
+    CLOSE_PAREN_types = ["RPAR", "RSQB", "RBRACE"]
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+    def handle_NL(self, token: Token):
+        # lark's DedentError carries no position; attach the line it happened on.
+        try:
+            yield from super().handle_NL(token)
+        except DedentError:
+            indent = token.rsplit("\n", 1)[1]
+            raise _DedentAt(token.end_line or token.line, len(indent) + 1) from None
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        postlex=_WfIndenter(),
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+def _describe(token: Token) -> str:
+    if token.type in _TOKEN_WORDS and token.type not in ("NAME", "STRING", "NUMBER"):
+        return _TOKEN_WORDS[token.type]
+    return f"'{token}'"
+
+
+def _expected(names: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(n, n) for n in names if n != "COMMENT"})
+    if not words:
+        return ""
+    if len(words) > 6:
+        words = words[:6] + ["…"]
+    return "; expected " + ", ".join(words)
+
+
+def parse_text(text: str, path: str) -> Tree:
+    """Parse Wffile source into a lark tree, or raise a positioned WffileError."""
+    if not text.endswith("\n"):
+        text += "\n"
+    try:
+        return _parser().parse(text)
+    except _DedentAt as e:
+        raise WffileError.at(
+            SourcePos(path, e.line, e.col),
+            "unindent does not match any outer indentation level",
+        ) from None
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if e.pos_in_stream is not None else "?"
+        if ch in "\"'":
+            msg = "unterminated string"
+        elif ch == "\t" or ch == " ":
+            msg = "unexpected whitespace"
+        else:
+            msg = f"unexpected character {ch!r}"
+        raise WffileError.at(SourcePos(path, e.line, e.column), msg) from None
+    except UnexpectedToken as e:
+        tok = e.token
+        line, col = tok.line or 1, tok.column or 1
+        if tok.type in ("_INDENT", "_DEDENT"):
+            line = tok.end_line or line
+            col = (tok.end_column or col)
+            what = "unexpected indent" if tok.type == "_INDENT" else "unexpected end of block"
+        elif tok.type == "$END":
+            what = "unexpected end of file"
+            line = text.count("\n")
+            col = 1
+        else:
+            what = f"unexpected {_describe(tok)}"
+        hint = "" if tok.type in ("_INDENT", "_DEDENT") else _expected(e.expected)
+        raise WffileError.at(SourcePos(path, line, col), what + hint) from None
+    except UnexpectedEOF as e:
+        raise WffileError.at(
+            SourcePos(path, max(text.count("\n"), 1), 1),
+            "unexpected end of file" + _expected(set(e.expected)),
+        ) from None
+    except UnexpectedInput as e:  # any other lark input error still gets a position
+        raise WffileError.at(SourcePos(path, e.line, e.column), "syntax error") from None

@@ -1,0 +1,367 @@
+"""Targets → jobs → DAG: wildcard matching, dependency inference, checks.
+
+A breadth-first walk from the targets: every input of a job is matched
+against the indexed output patterns; exactly one rule may make a file, or
+it must be a raw input (a replica entry or a file that exists). Mistakes
+are raised as positioned WffileErrors (exit 2): ambiguity, cycles, missing
+inputs, paths outside the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+
+from dsl.errors import Diagnostic, SourcePos, WffileError, did_you_mean
+from dsl.model import PROTECTED, TEMP, Item, Rule, Workflow
+
+from .commands import JobFiles, RuleCommands
+from .patterns import OutputIndex, OutputPattern, Template, compile_template
+from .plan import FileRef, Job, JobKind, Plan
+from .reuse import FilesystemOracle, ReuseOracle, decide
+
+#: A dependency chain deeper than this is a rule feeding itself forever
+#: (``{f}`` made from ``{f}.x``), reported as a cycle.
+MAX_DEPTH = 5000
+#: Errors shown before "… and N more"; a million missing inputs help no one.
+MAX_ERRORS = 20
+
+_SAFE_VALUE = re.compile(r"[^,=\[\]\"\\]*")
+
+
+@dataclass(slots=True)
+class _CompiledRule:
+    index: int
+    rule: Rule
+    inputs: list[tuple[Item, list[Template]]]
+    outputs: list[tuple[Item, list[Template]]]
+    logs: list[tuple[Item, list[Template]]]
+    wildcards: tuple[str, ...]
+    commands: RuleCommands
+
+
+def job_id(rule: str, wildcards: Iterable[tuple[str, str]]) -> str:
+    """``rule`` or ``rule[k=v,…]``; values with ``,=[]"`` are JSON-quoted so ids stay unique."""
+    pairs = [f"{k}={v}" if _SAFE_VALUE.fullmatch(v) else f"{k}={_json(v)}" for k, v in wildcards]
+    return f"{rule}[{','.join(pairs)}]" if pairs else rule
+
+
+def stage_in_id(lfn: str) -> str:
+    """The id of the stage-in job of a replica."""
+    return f"stage_in[{lfn}]"
+
+
+def _json(value: str) -> str:
+    import json
+    return json.dumps(value)
+
+
+def outside_workdir(lfn: str) -> bool:
+    """True when a relative file name escapes the working directory (or is absolute)."""
+    if lfn.startswith("/") or os.path.isabs(lfn):
+        return True
+    norm = posixpath.normpath(lfn)
+    return norm == ".." or norm.startswith("../")
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+        self.more = 0
+
+    def add(self, pos: SourcePos | None, message: str) -> None:
+        if len(self.items) < MAX_ERRORS:
+            self.items.append(Diagnostic(message, pos))
+        else:
+            self.more += 1
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            if self.more:
+                self.items.append(Diagnostic(f"… and {self.more} more errors like these"))
+            raise WffileError(self.items)
+
+
+class Resolver:
+    """Builds the job graph for a workflow; use :func:`build_plan`."""
+
+    def __init__(self, workflow: Workflow, oracle: ReuseOracle, default_retries: int = 0):
+        self.wf = workflow
+        self.oracle = oracle
+        self.default_retries = default_retries
+        self.rules: list[_CompiledRule] = []
+        patterns: list[OutputPattern] = []
+        constraints = dict(workflow.wildcard_constraints)
+        for i, rule in enumerate(workflow.rules):
+            comp = _CompiledRule(
+                i, rule,
+                [(it, [compile_template(v) for v in it.values]) for it in rule.input],
+                [(it, [compile_template(v) for v in it.values]) for it in rule.output],
+                [(it, [compile_template(v) for v in it.values]) for it in rule.log],
+                (), RuleCommands(rule),
+            )
+            for k, (_, temps) in enumerate(comp.outputs):
+                for j, t in enumerate(temps):
+                    if not comp.wildcards:
+                        comp.wildcards = t.wildcards
+                    rx = t.regex(constraints) if t.wildcards else None
+                    patterns.append(OutputPattern(i, k, j, t, rx))
+            self.rules.append(comp)
+        self.by_name = {c.rule.name: c for c in self.rules}
+        self.index = OutputIndex(patterns)
+        self.graph = nx.DiGraph()
+        self.files: dict[str, FileRef] = {}
+        self.producer_of: dict[str, str | None] = {}
+        self.errors = _Errors()
+        self.queue: deque[tuple[_CompiledRule, dict[str, str], int, str | None]] = deque()
+        self.seen: set[str] = set()
+        self.parent: dict[str, str | None] = {}
+
+    # -- targets -------------------------------------------------------------
+    def request(self, targets: Sequence[str]) -> list[str]:
+        """Queue the jobs for the targets; return the ids of the target jobs."""
+        if not self.rules:
+            raise WffileError.at(SourcePos(self.wf.path, 1, 1), "the Wffile defines no rules")
+        if not targets:
+            targets = [self.rules[0].rule.name]
+        roots: list[str] = []
+        for target in targets:
+            comp = self.by_name.get(target)
+            if comp is not None:
+                if comp.wildcards:
+                    raise WffileError.at(comp.rule.pos, f"rule '{target}' has wildcards "
+                                         f"({', '.join('{' + w + '}' for w in comp.wildcards)}): "
+                                         f"name one of its files as the target instead")
+                roots.append(self._enqueue(comp, {}, 0, None))
+                continue
+            if outside_workdir(target):
+                raise WffileError.at(None, f"target '{target}' is outside the working directory")
+            producer = self._producer(target, None, None, 0)
+            if producer is not None:
+                roots.append(producer)
+            elif target not in self.files:
+                hint = did_you_mean(target, self.by_name)
+                raise WffileError.at(None, f"no rule makes target '{target}', no replica names it, "
+                                           f"and it does not exist{hint}")
+        self.errors.raise_if_any()
+        return roots
+
+    # -- the walk ------------------------------------------------------------
+    def _enqueue(self, comp: _CompiledRule, wildcards: dict[str, str], depth: int,
+                 parent: str | None) -> str:
+        jid = job_id(comp.rule.name, ((w, wildcards[w]) for w in comp.wildcards))
+        if jid not in self.seen:
+            self.seen.add(jid)
+            self.parent[jid] = parent
+            self.queue.append((comp, wildcards, depth, jid))
+        return jid
+
+    def run(self) -> None:
+        """Expand queued jobs until every input is resolved."""
+        while self.queue:
+            comp, wildcards, depth, jid = self.queue.popleft()
+            if depth > MAX_DEPTH:
+                self._too_deep(jid)
+                break
+            self._expand(comp, wildcards, depth, jid)  # type: ignore[arg-type]
+        self.errors.raise_if_any()
+
+    def _expand(self, comp: _CompiledRule, wildcards: dict[str, str], depth: int, jid: str) -> None:
+        rule = comp.rule
+        out_groups: list[tuple[str | None, list[str]]] = []
+        outputs: list[FileRef] = []
+        for item, temps in comp.outputs:
+            names = []
+            for j, t in enumerate(temps):
+                lfn = t.format(wildcards)
+                if outside_workdir(lfn):
+                    self.errors.add(item.pos, f"output '{lfn}' of rule '{rule.name}' is outside the working directory")
+                    continue
+                names.append(lfn)
+                ref = self.files.get(lfn)
+                flag = item.flag(j)
+                if ref is None or ref.producer != jid:
+                    ref = FileRef(lfn, None, jid, flag == TEMP, flag == PROTECTED)
+                    self.files[lfn] = ref
+                self.producer_of[lfn] = jid
+                outputs.append(ref)
+            out_groups.append((item.name, names))
+        in_groups: list[tuple[str | None, list[str]]] = []
+        inputs: list[FileRef] = []
+        parents: list[str] = []
+        for item, temps in comp.inputs:
+            names = []
+            for t in temps:
+                lfn = t.format(wildcards)
+                names.append(lfn)
+                if outside_workdir(lfn):
+                    self.errors.add(item.pos, f"input '{lfn}' of rule '{rule.name}' is outside the working directory")
+                    continue
+                producer = self._producer(lfn, rule, item.pos, depth + 1, jid)
+                ref = self.files.get(lfn)
+                if ref is None:
+                    continue  # missing: already reported
+                inputs.append(ref)
+                if producer is not None:
+                    parents.append(producer)
+            in_groups.append((item.name, names))
+        log_groups = [(item.name, [t.format(wildcards) for t in temps]) for item, temps in comp.logs]
+        logs = [lfn for _, names in log_groups for lfn in names]
+        for lfn in logs:
+            if outside_workdir(lfn):
+                self.errors.add(rule.where("log"), f"log '{lfn}' of rule '{rule.name}' is outside the working directory")
+        files = JobFiles(in_groups, out_groups, log_groups)
+        job = Job(
+            id=jid,
+            kind=JobKind.COMPUTE,
+            rule=rule.name,
+            wildcards=tuple((w, wildcards[w]) for w in comp.wildcards),
+            command=comp.commands.render_shell(files, wildcards),
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
+            log=tuple(logs),
+            container=_container_of(rule),
+            threads=rule.threads,
+            resources=rule.resources,
+            retries=rule.retries if rule.retries is not None else self.default_retries,
+            priority=rule.priority,
+            local=rule.local,
+            message=comp.commands.render_message(files, wildcards),
+        )
+        self.graph.add_node(jid, job=job)
+        for p in parents:
+            self.graph.add_edge(p, jid)
+
+    def _producer(self, lfn: str, rule: Rule | None, pos: SourcePos | None, depth: int,
+                  consumer: str | None = None) -> str | None:
+        """The id of the job making ``lfn`` (queued if new); None for a raw input."""
+        if lfn in self.producer_of:
+            return self.producer_of[lfn]
+        hits = self.index.lookup(lfn)
+        if hits:
+            rules = {h[0].rule_index for h in hits}
+            if len(rules) > 1:
+                names = [self.rules[i].rule for i in sorted(rules)]
+                where = ", ".join(f"'{r.name}' ({r.where('output')})" for r in names)
+                self.errors.add(pos or names[0].where("output"),
+                                f"file '{lfn}' can be made by more than one rule: {where}")
+                self.producer_of[lfn] = None
+                return None
+            pattern, wildcards = hits[0]
+            comp = self.rules[pattern.rule_index]
+            jid = self._enqueue(comp, wildcards, depth, consumer)
+            flag = comp.outputs[pattern.item_index][0].flag(pattern.value_index)
+            self.files[lfn] = FileRef(lfn, None, jid, flag == TEMP, flag == PROTECTED)
+            self.producer_of[lfn] = jid
+            return jid
+        # A raw input: a replica entry, or a file that is already there.
+        replica = self.wf.replicas.get(lfn)
+        producer = None
+        if replica is not None:
+            source = _local_source(replica.url)
+            if replica.url and posixpath.normpath(source or "") != posixpath.normpath(lfn):
+                producer = stage_in_id(lfn)
+                ref = FileRef(lfn, replica.sha256, producer)
+                self.graph.add_node(producer, job=Job(
+                    id=producer, kind=JobKind.STAGE_IN, rule=None, wildcards=(),
+                    command=None, inputs=(), outputs=(ref,), local=True, source=replica.url,
+                    retries=self.default_retries,
+                ))
+                self.files[lfn] = ref
+            elif self.oracle.present(lfn):
+                self.files[lfn] = FileRef(lfn, replica.sha256, None)
+            else:
+                self.errors.add(pos or replica.pos,
+                                f"missing input '{lfn}'" + (f" wanted by rule '{rule.name}'" if rule else "")
+                                + f": replica at {replica.pos} has no url and the file does not exist")
+        elif self.oracle.present(lfn):
+            self.files[lfn] = FileRef(lfn, None, None)
+        elif rule is not None:
+            self.errors.add(pos, f"missing input '{lfn}' wanted by rule '{rule.name}': "
+                                 f"no rule makes it, no replica names it, and it does not exist")
+        self.producer_of[lfn] = producer
+        return producer
+
+    def _too_deep(self, jid: str | None) -> None:
+        chain = []
+        while jid is not None and len(chain) < 6:
+            chain.append(jid)
+            jid = self.parent.get(jid)
+        rule = self.graph.nodes[chain[0]]["job"].rule if chain and chain[0] in self.graph else None
+        comp = self.by_name.get(rule or "")
+        self.errors.add(comp.rule.where("input") if comp else None,
+                        f"dependency chain deeper than {MAX_DEPTH} jobs: rule '{rule}' seems to make "
+                        f"its own input forever ({' <- '.join(chain)} <- …)")
+
+    # -- checks ------------------------------------------------------------
+    def topological_order(self) -> tuple[str, ...]:
+        """All jobs in dependency order, or a positioned error naming a cycle."""
+        try:
+            return tuple(nx.topological_sort(self.graph))
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(self.graph)
+        files = []
+        for u, v in cycle:
+            made = {f.lfn for f in self.graph.nodes[u]["job"].outputs}
+            used = [f.lfn for f in self.graph.nodes[v]["job"].inputs if f.lfn in made]
+            files.append(used[0] if used else u)
+        first = self.graph.nodes[cycle[0][1]]["job"]
+        comp = self.by_name[first.rule]
+        rules = sorted({self.graph.nodes[u]["job"].rule for u, _ in cycle})
+        raise WffileError.at(comp.rule.where("input"),
+                             f"cycle: {' -> '.join(files + files[:1])} (rules {', '.join(rules)})")
+
+
+def _container_of(rule: Rule) -> str | None:
+    if rule.container is None:
+        return None
+    return rule.container.name or rule.container.image
+
+
+def _local_source(url: str | None) -> str | None:
+    if url is None:
+        return None
+    if url.startswith("file://"):
+        return url[len("file://"):]
+    if "://" in url:
+        return None
+    return url
+
+
+def build_plan(
+    workflow: Workflow,
+    workdir: str = ".",
+    targets: Sequence[str] = (),
+    oracle: ReuseOracle | None = None,
+    forcerun: Iterable[str] = (),
+    force: Iterable[str] = (),
+    default_retries: int = 0,
+) -> Plan:
+    """Plan ``targets`` (default: the first rule) of ``workflow`` in ``workdir``.
+
+    ``forcerun`` names rules whose jobs run regardless; ``force`` names
+    targets (files or rules) whose producing job runs regardless.
+    """
+    oracle = oracle or FilesystemOracle(workdir)
+    forcerun = set(forcerun)
+    for name in forcerun:
+        if name not in {r.name for r in workflow.rules}:
+            raise WffileError.at(None, f"--forcerun: no rule named '{name}'"
+                                       f"{did_you_mean(name, [r.name for r in workflow.rules])}")
+    res = Resolver(workflow, oracle, default_retries)
+    roots = res.request(list(targets))
+    res.run()
+    order = res.topological_order()
+    forced_ids = set()
+    for t in force:
+        forced_ids.add(res.producer_of.get(t) or t)
+    decisions = decide(res.graph, order, roots, oracle, forcerun, forced_ids)
+    target_names = tuple(targets) or (workflow.rules[0].name,)
+    return Plan(workflow, os.path.abspath(workdir), res.graph, target_names,
+                decisions, res.files, order)

@@ -1,0 +1,172 @@
+"""Data reuse (Pegasus "workflow reduction") with a reason for every decision.
+
+The planner asks a :class:`ReuseOracle` two questions: is a file there, and
+can a job's existing outputs be trusted. The default oracle looks at the
+file system only; the runtime's workflow database implements the same
+interface with recorded checksums, so that reuse requires a verified
+sha256 and a changed input, command or container invalidates outputs.
+
+Two passes over the DAG, each O(jobs + edges):
+
+1. Sources first: a job runs if it is forced, if an upstream job runs (its
+   input will be remade), or if the oracle says its outputs are stale. A job
+   with a missing output is only *tentatively* needed.
+2. Sinks first: a tentatively needed job runs if it is a target, or if a job
+   that runs consumes one of its missing outputs. Otherwise it is pruned:
+   its outputs are needed only by reused jobs (so ``temp()`` files that are
+   gone after a finished run force nothing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+import networkx as nx
+
+from .plan import (
+    PRUNE_NOT_NEEDED,
+    PRUNE_PRESENT,
+    RUN_FORCED,
+    RUN_INPUT_MISSING,
+    RUN_NEEDED,
+    RUN_OUTPUT_MISSING,
+    RUN_UPSTREAM,
+    Decision,
+    Job,
+    Reason,
+)
+
+
+class ReuseOracle(Protocol):
+    """What the planner needs to know about existing files."""
+
+    def present(self, lfn: str) -> bool:
+        """Whether ``lfn`` exists in the working directory (cheap: a stat)."""
+        ...
+
+    def stale(self, job: Job) -> Reason | None:
+        """Why ``job``'s present outputs cannot be reused, or None if they can.
+
+        Called only for jobs that are not forced, have no upstream job that
+        runs, and whose outputs are all present.
+        """
+        ...
+
+
+class FilesystemOracle:
+    """Existence only: a present output is reused. No checksums, no records."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+
+    def present(self, lfn: str) -> bool:
+        """True if the file exists under the working directory."""
+        return os.path.exists(os.path.join(self.workdir, lfn))
+
+    def stale(self, job: Job) -> Reason | None:
+        """Never stale: without a database there is nothing to compare with."""
+        return None
+
+
+_RUN, _MISSING, _OK = 0, 1, 2
+_PRESENT = Reason(PRUNE_PRESENT)
+_NOT_NEEDED = Reason(PRUNE_NOT_NEEDED)
+_FORCED = Reason(RUN_FORCED)
+
+
+def decide(
+    graph: nx.DiGraph,
+    order: Sequence[str],
+    roots: Collection[str],
+    oracle: ReuseOracle,
+    forcerun_rules: Collection[str] = (),
+    forced_jobs: Collection[str] = (),
+) -> dict[str, Decision]:
+    """Run or prune every job in ``order`` (topological), with its reason."""
+    nodes = graph.nodes
+    pred = graph.pred
+    succ = graph.succ
+    state: dict[str, int] = {}
+    reason: dict[str, Reason] = {}
+    missing: dict[str, frozenset[str]] = {}
+    input_sets: dict[str, frozenset[str]] = {}
+
+    def consumed(child: str, candidates: Collection[str]) -> str | None:
+        job = nodes[child]["job"]
+        if len(job.inputs) <= 8:
+            for f in job.inputs:
+                if f.lfn in candidates:
+                    return f.lfn
+            return None
+        s = input_sets.get(child)
+        if s is None:
+            s = input_sets[child] = frozenset(f.lfn for f in job.inputs)
+        for lfn in candidates:
+            if lfn in s:
+                return lfn
+        return None
+
+    for jid in order:
+        job: Job = nodes[jid]["job"]
+        if jid in forced_jobs or job.rule in forcerun_rules:
+            state[jid], reason[jid] = _RUN, _FORCED
+            continue
+        upstream = None
+        for p in pred[jid]:
+            if state[p] == _RUN:
+                upstream = p
+                break
+        if upstream is not None:
+            outs = nodes[upstream]["job"].outputs
+            subject = outs[0].lfn if len(outs) == 1 else consumed(jid, [f.lfn for f in outs])
+            state[jid], reason[jid] = _RUN, Reason(RUN_UPSTREAM, subject)
+            continue
+        if not job.outputs:
+            # A job with no outputs (like `all`) stands for its inputs: it
+            # runs when one of them is missing.
+            gone = next((f.lfn for f in job.inputs if not oracle.present(f.lfn)), None)
+            if gone is not None:
+                state[jid], reason[jid] = _RUN, Reason(RUN_INPUT_MISSING, gone)
+            else:
+                state[jid], reason[jid] = _OK, _PRESENT
+            continue
+        gone_files = [f.lfn for f in job.outputs if not oracle.present(f.lfn)]
+        if gone_files:
+            state[jid], reason[jid] = _MISSING, Reason(RUN_OUTPUT_MISSING, gone_files[0])
+            missing[jid] = frozenset(gone_files)
+            continue
+        why = oracle.stale(job)
+        if why is not None:
+            state[jid], reason[jid] = _RUN, why
+        else:
+            state[jid], reason[jid] = _OK, _PRESENT
+
+    run: dict[str, bool] = {}
+    decisions: dict[str, Decision] = {}
+    roots = set(roots)
+    for jid in reversed(order):
+        st = state[jid]
+        if st == _RUN:
+            go = True
+        elif st == _MISSING:
+            go = jid in roots
+            if not go:
+                gone = missing[jid]
+                all_gone = len(gone) == len(nodes[jid]["job"].outputs)
+                for child in succ[jid]:
+                    if not run[child]:
+                        continue
+                    used = next(iter(gone)) if all_gone and len(gone) == 1 else consumed(child, gone)
+                    if used is not None:
+                        go = True
+                        reason[jid] = Reason(RUN_NEEDED, used)
+                        break
+            if not go:
+                reason[jid] = _NOT_NEEDED
+        else:
+            go = False
+        run[jid] = go
+        decisions[jid] = Decision(go, reason[jid])
+    return decisions

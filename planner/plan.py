@@ -106,6 +106,11 @@ _TEXT = {
 }
 
 
+def reason_label(code: str) -> str:
+    """The wording of a reason code without its subject, e.g. ``output missing``."""
+    return _TEXT[code].replace(" {}", "").replace("{} ", "")
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
     """Why a job runs or is pruned: a code and the file it concerns."""

@@ -30,7 +30,6 @@ from .plan import (
     PRUNE_PRESENT,
     RUN_FORCED,
     RUN_INPUT_MISSING,
-    RUN_NEEDED,
     RUN_OUTPUT_MISSING,
     RUN_UPSTREAM,
     Decision,
@@ -161,7 +160,6 @@ def decide(
                     used = next(iter(gone)) if all_gone and len(gone) == 1 else consumed(child, gone)
                     if used is not None:
                         go = True
-                        reason[jid] = Reason(RUN_NEEDED, used)
                         break
             if not go:
                 reason[jid] = _NOT_NEEDED

@@ -1,0 +1,243 @@
+"""The ``wf`` command (typer). Names and exit codes follow shared/design/CLI.md.
+
+Exit codes: 0 success; 1 a job failed; 2 a usage or Wffile error; 3 an
+integrity error that retries did not cure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dsl.errors import WffileError
+from dsl.model import Workflow
+from dsl.parse import load_workflow, parse_config_overrides
+from planner.plan import Plan
+from planner.resolve import build_plan
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTEGRITY = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="wf",
+    help="An integrity-checked workflow system: Snakemake-style rules, end-to-end sha256.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Backend(StrEnum):
+    local = "local"
+    condor = "condor"
+
+
+class Integrity(StrEnum):
+    full = "full"
+    none = "none"
+
+
+class Staging(StrEnum):
+    shared = "shared"
+    copy = "copy"
+
+
+class DagFormat(StrEnum):
+    text = "text"
+    dot = "dot"
+    mermaid = "mermaid"
+    svg = "svg"
+    png = "png"
+
+
+def _stdout() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the Exit to raise."""
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def locate(args: list[str], directory: Path) -> tuple[Path, list[str]]:
+    """Split ``[WFFILE] [TARGET…]``: the first argument is the Wffile when it is one.
+
+    It is taken as the Wffile if it is an existing file named ``Wffile*`` or
+    ``*.wf``, or any existing file when the working directory has no Wffile.
+    """
+    if args:
+        first = Path(args[0])
+        if first.is_file() and (
+            first.name.startswith("Wffile") or first.suffix == ".wf"
+            or not (directory / "Wffile").is_file()
+        ):
+            return first, args[1:]
+    for candidate in (directory / "Wffile", Path("Wffile")):
+        if candidate.is_file():
+            return candidate, args
+    raise fail(f"no Wffile found in '{directory}' (give its path: wf run PATH/Wffile)")
+
+
+def load(args: list[str], directory: Path, config: list[str]) -> tuple[Workflow, list[str]]:
+    """Locate and parse the Wffile; Wffile errors exit 2 with positions."""
+    wffile, targets = locate(args, directory)
+    try:
+        return load_workflow(str(wffile), parse_config_overrides(config)), targets
+    except WffileError as e:
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def plan_workflow(workflow: Workflow, directory: Path, targets: list[str], *,
+                  oracle=None, forcerun: list[str] | None = None,
+                  force: list[str] | None = None, retries: int = 0) -> Plan:
+    """Plan, turning Wffile/plan errors into exit 2."""
+    try:
+        return build_plan(workflow, str(directory), targets, oracle=oracle,
+                          forcerun=forcerun or (), force=force or (), default_retries=retries)
+    except WffileError as e:
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _directory(directory: Path | None) -> Path:
+    d = directory or Path(".")
+    if not d.is_dir():
+        raise fail(f"working directory '{d}' does not exist")
+    return d
+
+
+DirectoryOpt = Annotated[Path | None, typer.Option("-d", "--directory", help="Working directory holding outputs and .wf/ (default: current).")]
+ConfigOpt = Annotated[list[str] | None, typer.Option("--config", help="Override a config key: KEY=VALUE (repeatable).")]
+ArgsArg = Annotated[list[str] | None, typer.Argument(help="[WFFILE] [TARGET…]: the Wffile (default ./Wffile), then files or rules to build.", show_default=False)]
+
+
+@app.command()
+def run(
+    args: ArgsArg = None,
+    dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Plan only: show what would run and why; run nothing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With -n: print the plan as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -n: list every job.")] = False,
+    cores: Annotated[int | None, typer.Option("-j", "--cores", min=1, help="Cores the local backend may use (default: all).")] = None,
+    directory: DirectoryOpt = None,
+    backend: Annotated[Backend, typer.Option("--backend", help="local (embedded) or condor.")] = Backend.local,
+    integrity: Annotated[Integrity, typer.Option("--integrity", help="The integrity dial.")] = Integrity.full,
+    staging: Annotated[Staging, typer.Option("--staging", help="Run jobs in place, or in scratch directories with verified transfers.")] = Staging.shared,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Default retries for rules that set none.")] = 0,
+    keep_going: Annotated[bool, typer.Option("-k", "--keep-going", help="Go on with independent jobs after a failure.")] = False,
+    config: ConfigOpt = None,
+    forcerun: Annotated[list[str] | None, typer.Option("--forcerun", help="Rerun every job of RULE (repeatable).")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun the job making TARGET (repeatable).")] = None,
+    chaos: Annotated[str | None, typer.Option("--chaos", help="Inject faults: kind=probability,… (transfer, truncate, silent, rest).")] = None,
+    chaos_seed: Annotated[int, typer.Option("--chaos-seed", help="Seed for --chaos.")] = 0,
+) -> None:
+    """Plan and run the workflow (WFFILE defaults to ./Wffile)."""
+    workdir = _directory(directory)
+    workflow, targets = load(args or [], workdir, config or [])
+    if backend is not Backend.local and not dry_run:
+        raise fail("the condor backend is not available yet: use 'wf run' (local)")
+    oracle = _oracle(workdir, readonly=True) if dry_run else None
+    plan = plan_workflow(workflow, workdir, targets, oracle=oracle, forcerun=forcerun,
+                         force=force, retries=retries)
+    if dry_run:
+        if json_out:
+            from .planjson import write_plan_json
+            write_plan_json(plan, sys.stdout)
+        else:
+            from .dryrun import show_dry_run
+            show_dry_run(plan, _stdout(), verbose=verbose)
+        raise typer.Exit(EXIT_OK)
+    from .execute import run_workflow
+    code = run_workflow(
+        workflow, workdir, targets,
+        cores=cores or os.cpu_count() or 1, integrity=integrity.value, staging=staging.value,
+        retries=retries, keep_going=keep_going, forcerun=forcerun or [], force=force or [],
+        chaos=chaos, chaos_seed=chaos_seed, console=_stdout(),
+    )
+    raise typer.Exit(code)
+
+
+def _oracle(workdir: Path, readonly: bool):
+    """The database-backed reuse oracle when a database exists, else None (files only)."""
+    try:
+        from .db import open_oracle
+    except ImportError:
+        return None
+    return open_oracle(workdir, readonly=readonly)
+
+
+@app.command()
+def dag(
+    args: ArgsArg = None,
+    fmt: Annotated[DagFormat, typer.Option("--format", "-f", help="text, dot, mermaid, svg or png.")] = DagFormat.text,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE instead of stdout.")] = None,
+    rules: Annotated[bool, typer.Option("--rules", help="Draw the rule graph instead of the job graph.")] = False,
+    directory: DirectoryOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Draw the planned DAG (jobs, reused and pending states)."""
+    from .draw import DrawError, render
+
+    workdir = _directory(directory)
+    workflow, targets = load(args or [], workdir, config or [])
+    plan = plan_workflow(workflow, workdir, targets, oracle=_oracle(workdir, readonly=True))
+    try:
+        data = render(plan, fmt.value, rules=rules)
+    except DrawError as e:
+        raise fail(str(e)) from None
+    if fmt is DagFormat.png and output is None and sys.stdout.isatty():
+        raise fail("refusing to write PNG bytes to a terminal: use -o FILE")
+    if output is not None:
+        if isinstance(data, bytes):
+            output.write_bytes(data)
+        else:
+            output.write_text(data, encoding="utf-8")
+        return
+    if isinstance(data, bytes):
+        sys.stdout.buffer.write(data)
+    else:
+        sys.stdout.write(data if data.endswith("\n") else data + "\n")
+
+
+@app.command()
+def checksum(
+    files: Annotated[list[Path], typer.Argument(help="Files to checksum.", show_default=False)],
+    yaml_out: Annotated[bool, typer.Option("--yaml", help="Print a Pegasus 5 YAML replica catalog.")] = False,
+) -> None:
+    """Print replica entries (lfn, sha256) ready to paste into a Wffile or catalog."""
+    from .wrapper import sha256_file
+
+    entries = []
+    for f in files:
+        if not f.is_file():
+            raise fail(f"'{f}' is not a file")
+        digest, _size, _secs = sha256_file(str(f))
+        entries.append((f.as_posix(), digest))
+    if yaml_out:
+        import yaml
+        doc = {"pegasus": "5.0", "replicas": [
+            {"lfn": lfn, "pfns": [{"site": "local", "pfn": os.path.abspath(lfn)}],
+             "checksum": {"sha256": digest}} for lfn, digest in entries]}
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+        return
+    for lfn, digest in entries:
+        print(f'replica "{lfn}":\n    sha256: "{digest}"\n')
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -242,7 +242,7 @@ class _Loader:
         where = pos_of(path, kind_tok)
         if kind != "replica":
             raise WffileError.at(where, f"unknown block '{kind}'{did_you_mean(kind, BLOCKS)}")
-        lfn = decode_string(lfn_tok)
+        lfn = decode_string(lfn_tok, path)
         fields = self.block_fields(body, path, "replica", REPLICA_KEYS)
         values: dict[str, str | None] = {}
         for key, (value, vnode) in fields.items():
@@ -412,7 +412,7 @@ class _Loader:
         if not isinstance(value, str):
             raise WffileError.at(pos_of(path, node), f"{key}: expects a string, not a {type_name(value)}")
         if isinstance(node, Tree) and node.data == "string":
-            value = decode_string(node.children[0], dedent=True)
+            value = decode_string(node.children[0], path, dedent=True)
         shell_tok[key] = node
         return {key: value}
 

@@ -11,6 +11,7 @@ import ast
 import itertools
 import re
 import textwrap
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,17 @@ def pos_of(path: str, node: Tree | Token) -> SourcePos:
     return SourcePos(path, getattr(meta, "line", 1), getattr(meta, "column", 1))
 
 
-def decode_string(token: Token, dedent: bool = False) -> str:
+def decode_string(token: Token, path: str, dedent: bool = False) -> str:
     """The value of a STRING token (Python literal rules, prefixes allowed)."""
-    value = ast.literal_eval(str(token))
+    try:
+        # "\d" in a regex is a Python DeprecationWarning, but it is what users write.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(str(token))
+    except (SyntaxError, ValueError) as e:
+        # The grammar accepts what Python does not: a bare CR, NUL, a bad \x or \N escape.
+        reason = getattr(e, "msg", None) or str(e)
+        raise WffileError.at(pos_of(path, token), f"invalid string: {reason}") from None
     if dedent and str(token).lstrip("rR").startswith(('"""', "'''")):
         value = textwrap.dedent(value).strip()
     return value
@@ -80,7 +89,7 @@ class Evaluator:
         return method(node)
 
     def _eval_string(self, node: Tree) -> str:
-        return decode_string(node.children[0])
+        return decode_string(node.children[0], self.path)
 
     def _eval_number(self, node: Tree) -> int | float:
         text = str(node.children[0])

@@ -89,8 +89,10 @@ class RuleCommands:
 
 def _compile_param(value: Any) -> Any:
     if isinstance(value, str):
+        # A param string is a pattern like a file name: ``{{``/``}}`` are
+        # literal braces whether or not the string also has a wildcard.
         t = compile_template(value)
-        return t if t.wildcards else value
+        return t if t.wildcards else t.prefix
     if isinstance(value, tuple):
         return [_compile_param(v) for v in value]
     return value
@@ -110,3 +112,41 @@ def _scalar(value: Any) -> str:
     if isinstance(value, tuple):  # a frozen dict: (key, value) pairs
         return " ".join(f"{k}={_scalar(v)}" for k, v in value)
     return str(value)
+
+
+# The compiled rules of the last workflow seen, as one (workflow, rules) pair
+# swapped atomically. The workflow object itself is held and compared with
+# ``is``: an id() key would be reused by the next workflow once the first one
+# is freed, and re-render that workflow's jobs with another workflow's rules.
+_RERENDER: tuple[Any, dict[str, tuple[RuleCommands, list, list, list]]] = (None, {})
+
+
+def rerender_command(workflow: Any, job: Any, output_paths: Mapping[str, str]) -> str | None:
+    """``job``'s command with some outputs written elsewhere (e.g. partial names).
+
+    Used by the runtime so that a command writes to a temporary location and
+    only verified files are renamed to their final names.
+    """
+    global _RERENDER
+    cached, rules = _RERENDER
+    if cached is not workflow:
+        rules = {}
+        _RERENDER = (workflow, rules)
+    entry = rules.get(job.rule)
+    if entry is None:
+        rule = workflow.rule(job.rule)
+        entry = (
+            RuleCommands(rule),
+            [(it.name, [compile_template(v) for v in it.values]) for it in rule.input],
+            [(it.name, [compile_template(v) for v in it.values]) for it in rule.output],
+            [(it.name, [compile_template(v) for v in it.values]) for it in rule.log],
+        )
+        rules[job.rule] = entry
+    commands, ins, outs, logs = entry
+    wc = dict(job.wildcards)
+    files = JobFiles(
+        [(n, [t.format(wc) for t in ts]) for n, ts in ins],
+        [(n, [output_paths.get(t.format(wc), t.format(wc)) for t in ts]) for n, ts in outs],
+        [(n, [t.format(wc) for t in ts]) for n, ts in logs],
+    )
+    return commands.render_shell(files, wc)

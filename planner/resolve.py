@@ -91,8 +91,10 @@ class _Errors:
 class Resolver:
     """Builds the job graph for a workflow; use :func:`build_plan`."""
 
-    def __init__(self, workflow: Workflow, oracle: ReuseOracle, default_retries: int = 0):
+    def __init__(self, workflow: Workflow, oracle: ReuseOracle, default_retries: int = 0,
+                 workdir: str = "."):
         self.wf = workflow
+        self.workdir = os.path.abspath(workdir)
         self.oracle = oracle
         self.default_retries = default_retries
         self.rules: list[_CompiledRule] = []
@@ -167,7 +169,7 @@ class Resolver:
         while self.queue:
             comp, wildcards, depth, jid = self.queue.popleft()
             if depth > MAX_DEPTH:
-                self._too_deep(jid)
+                self._too_deep(comp, jid)
                 break
             self._expand(comp, wildcards, depth, jid)  # type: ignore[arg-type]
         self.errors.raise_if_any()
@@ -264,8 +266,7 @@ class Resolver:
         replica = self.wf.replicas.get(lfn)
         producer = None
         if replica is not None:
-            source = _local_source(replica.url)
-            if replica.url and posixpath.normpath(source or "") != posixpath.normpath(lfn):
+            if replica.url and not self._in_place(replica.url, lfn):
                 producer = stage_in_id(lfn)
                 ref = FileRef(lfn, replica.sha256, producer)
                 self.graph.add_node(producer, job=Job(
@@ -277,9 +278,10 @@ class Resolver:
             elif self.oracle.present(lfn):
                 self.files[lfn] = FileRef(lfn, replica.sha256, None)
             else:
+                why = "points at the file itself" if replica.url else "has no url"
                 self.errors.add(pos or replica.pos,
                                 f"missing input '{lfn}'" + (f" wanted by rule '{rule.name}'" if rule else "")
-                                + f": replica at {replica.pos} has no url and the file does not exist")
+                                + f": replica at {replica.pos} {why} and the file does not exist")
         elif self.oracle.present(lfn):
             self.files[lfn] = FileRef(lfn, None, None)
         elif rule is not None:
@@ -288,16 +290,26 @@ class Resolver:
         self.producer_of[lfn] = producer
         return producer
 
-    def _too_deep(self, jid: str | None) -> None:
+    def _in_place(self, url: str, lfn: str) -> bool:
+        """Whether a replica's url is the file in the working directory (nothing to copy)."""
+        source = _local_source(url)
+        if source is None:
+            return False
+        here = os.path.normpath(os.path.join(self.workdir, lfn))
+        return os.path.normpath(os.path.join(self.workdir, source)) == here
+
+    def _too_deep(self, comp: _CompiledRule, jid: str | None) -> None:
+        # ``jid`` is queued but not expanded yet: it has no Job, so the rule
+        # comes from the queue entry. The chain is shown from the target
+        # end, where the ids are still short enough to read.
         chain = []
-        while jid is not None and len(chain) < 6:
+        while jid is not None:
             chain.append(jid)
             jid = self.parent.get(jid)
-        rule = self.graph.nodes[chain[0]]["job"].rule if chain and chain[0] in self.graph else None
-        comp = self.by_name.get(rule or "")
-        self.errors.add(comp.rule.where("input") if comp else None,
-                        f"dependency chain deeper than {MAX_DEPTH} jobs: rule '{rule}' seems to make "
-                        f"its own input forever ({' <- '.join(chain)} <- …)")
+        shown = " <- ".join(reversed(chain[-4:]))
+        self.errors.add(comp.rule.where("input"),
+                        f"dependency chain deeper than {MAX_DEPTH} jobs: rule '{comp.rule.name}' seems to "
+                        f"make its own input forever ({shown} <- …)")
 
     # -- checks ------------------------------------------------------------
     def topological_order(self) -> tuple[str, ...]:
@@ -354,7 +366,7 @@ def build_plan(
         if name not in {r.name for r in workflow.rules}:
             raise WffileError.at(None, f"--forcerun: no rule named '{name}'"
                                        f"{did_you_mean(name, [r.name for r in workflow.rules])}")
-    res = Resolver(workflow, oracle, default_retries)
+    res = Resolver(workflow, oracle, default_retries, workdir)
     roots = res.request(list(targets))
     res.run()
     order = res.topological_order()

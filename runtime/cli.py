@@ -234,6 +234,85 @@ def checksum(
         print(f'replica "{lfn}":\n    sha256: "{digest}"\n')
 
 
+def _open_db(directory: Path | None):
+    from .db import db_path, open_database
+
+    workdir = _directory(directory)
+    if not db_path(workdir).exists():
+        raise fail(f"no workflow database in '{workdir}' (.wf/wf.db): run 'wf run' there first")
+    return workdir, open_database(workdir, readonly=True)
+
+
+def _report(directory: Path | None, json_out: bool, compute, show) -> None:
+    import json
+
+    from .stats import NoRunError
+
+    _, db = _open_db(directory)
+    try:
+        data = compute(db)
+    except NoRunError as e:
+        raise fail(str(e)) from None
+    if json_out:
+        print(json.dumps(data, indent=2))
+    else:
+        show(data, _stdout())
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.command()
+def status(directory: DirectoryOpt = None, json_out: JsonOpt = False) -> None:
+    """State of the last run in DIR: jobs done, running, failed, left."""
+    from .stats import status as compute
+    from .stats_view import show_status
+    _report(directory, json_out, compute, show_status)
+
+
+@app.command()
+def statistics(directory: DirectoryOpt = None, json_out: JsonOpt = False) -> None:
+    """pegasus-statistics-style summary of the last run, integrity metrics included."""
+    from .stats import statistics as compute
+    from .stats_view import show_statistics
+    _report(directory, json_out, compute, show_statistics)
+
+
+@app.command()
+def analyze(directory: DirectoryOpt = None, json_out: JsonOpt = False) -> None:
+    """Why jobs failed: exit codes, stderr tails, integrity errors by host, file and checksum."""
+    from .stats import analyze as compute
+    from .stats_view import show_analyze
+    _report(directory, json_out, compute, show_analyze)
+
+
+@app.command()
+def verify(
+    paths: Annotated[list[str] | None, typer.Argument(help="Files or folders to check (default: every recorded file).", show_default=False)] = None,
+    directory: DirectoryOpt = None,
+    json_out: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="List unchanged files too.")] = False,
+) -> None:
+    """Recompute checksums of recorded files; exit 1 if any changed or vanished."""
+    import json
+
+    from .stats import UnknownPathError
+    from .stats import verify as compute
+    from .stats_view import show_verify
+
+    workdir, db = _open_db(directory)
+    try:
+        results = compute(db, workdir, paths or None)
+    except UnknownPathError as e:
+        raise fail(str(e)) from None
+    if json_out:
+        print(json.dumps(results, indent=2))
+    else:
+        show_verify(results, _stdout(), verbose=verbose)
+    if any(r["status"] != "ok" for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

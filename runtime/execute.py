@@ -1,0 +1,196 @@
+"""``wf run``: lock the directory, plan against the database, run, clean up.
+
+Exit codes (CLI.md): 0 success; 1 a job failed; 2 usage or Wffile error
+(also: another run holds the directory); 3 an integrity error that
+retries did not cure.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dsl.errors import WffileError
+from dsl.model import Workflow
+from planner.plan import Plan
+from planner.resolve import build_plan
+
+from .chaos import Chaos, ChaosSpecError
+from .db import Database, DatabaseOracle, db_path
+from .events import Observer, RunSummary
+from .local import LocalExecutor, Options
+
+
+class DirectoryBusy(Exception):
+    """Another ``wf run`` holds the working directory."""
+
+
+class RunLock:
+    """An exclusive lock on ``DIR/.wf/lock``, released by the kernel if we die."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, ".wf", "lock")
+        self.fh: Any = None
+
+    def __enter__(self) -> RunLock:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise DirectoryBusy(
+                f"another wf run ({holder}) is running in {os.path.dirname(os.path.dirname(self.path))}; "
+                f"wait for it to finish or stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        self.fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+
+
+def _clean_leftovers(workdir: str) -> None:
+    # Under the lock, anything in partial/ or scratch/ belongs to a run that
+    # died: never a final output, so it can go.
+    for sub in ("partial", "scratch"):
+        shutil.rmtree(os.path.join(workdir, ".wf", sub), ignore_errors=True)
+
+
+def initial_refs(plan: Plan, db: Database, oracle: DatabaseOracle) -> dict[str, str | None]:
+    """Reference checksums for files the run reads but does not make.
+
+    A replica's declared checksum; else the recorded one while the file's
+    fingerprint is unchanged; else None (computed at first use, then enforced).
+    """
+    refs: dict[str, str | None] = {}
+    decisions = plan.decisions
+    for job in plan.to_run():
+        for f in job.inputs:
+            if f.lfn in refs:
+                continue
+            if f.producer is not None and decisions[f.producer].run:
+                continue
+            if f.sha256:
+                refs[f.lfn] = f.sha256
+                continue
+            row = db.file(f.lfn)
+            if row is None:
+                refs[f.lfn] = None
+                continue
+            try:
+                st = os.stat(os.path.join(plan.workdir, f.lfn))
+            except OSError:
+                refs[f.lfn] = None
+                continue
+            fresh = row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
+            refs[f.lfn] = row.sha256 if fresh else (oracle.current_sha(f.lfn) if f.producer else None)
+    return refs
+
+
+def remove_temp_files(plan: Plan, db: Database, executed: set[str], observers: Sequence[Observer]) -> int:
+    """Remove ``temp()`` files whose consumers all succeeded or were reused."""
+    removed = 0
+    graph = plan.graph
+    for lfn, ref in plan.files.items():
+        if not ref.temp or ref.producer is None:
+            continue
+        consumers = graph.succ[ref.producer] if ref.producer in graph else {}
+        if not all(c in executed or not plan.decisions[c].run for c in consumers):
+            continue
+        path = os.path.join(plan.workdir, lfn)
+        if os.path.exists(path):
+            os.remove(path)
+            db.forget_file(lfn)
+            removed += 1
+    if removed:
+        for o in observers:
+            o.message(f"removed {removed} temp file(s)")
+    return removed
+
+
+def run_workflow(
+    workflow: Workflow,
+    workdir: Path,
+    targets: list[str],
+    *,
+    cores: int,
+    integrity: str = "full",
+    staging: str = "shared",
+    retries: int = 0,
+    keep_going: bool = False,
+    forcerun: Sequence[str] = (),
+    force: Sequence[str] = (),
+    chaos: str | None = None,
+    chaos_seed: int = 0,
+    console: Any = None,
+    observers: Sequence[Observer] | None = None,
+) -> int:
+    """Plan and run; returns the exit code."""
+    try:
+        chaos_cfg = Chaos.parse(chaos, chaos_seed) if chaos else None
+    except ChaosSpecError as e:
+        print(f"error: --chaos: {e}", file=sys.stderr)
+        return 2
+    wd = str(Path(workdir).resolve())
+    try:
+        lock = RunLock(wd).__enter__()
+    except DirectoryBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        _clean_leftovers(wd)
+        db = Database(db_path(wd))
+        db.conn.execute("UPDATE runs SET status='crashed' WHERE status='running'")
+        oracle = DatabaseOracle(db, wd, {n: c.sha256 for n, c in workflow.containers.items()})
+        try:
+            plan = build_plan(workflow, wd, targets, oracle=oracle, forcerun=forcerun,
+                              force=force, default_retries=retries)
+        except WffileError as e:
+            print(e.render(), file=sys.stderr)
+            return 2
+        if observers is None:
+            from .report import default_observers
+            observers = default_observers(console)
+        to_run = sum(1 for _ in plan.to_run())
+        if to_run == 0:
+            # Nothing to do leaves the last real run as the one reports describe.
+            print("Nothing to be done: every requested output is present and verified by its record.")
+            db.close()
+            return 0
+        run_id = db.start_run(
+            started=time.time(), status="running", wffile=os.path.abspath(workflow.path), workdir=wd,
+            argv=" ".join(sys.argv), host=socket.gethostname(), pid=os.getpid(), backend="local",
+            integrity=integrity, staging=staging, jobs_total=to_run,
+            jobs_pruned=len(plan.order) - to_run)
+        db.add_jobs(run_id, ((j.id, j.rule, j.kind.value,
+                              "pending" if plan.decisions[j.id].run else "reused",
+                              plan.decisions[j.id].reason.text) for j in plan.jobs()))
+        db.commit()
+        refs = initial_refs(plan, db, oracle)
+        executor = LocalExecutor(plan, db, run_id, Options(cores, integrity, staging, keep_going, chaos_cfg),
+                                 observers, refs)
+        summary: RunSummary = executor.run()
+        if summary.exit_code == 0:
+            remove_temp_files(plan, db, executor.done, observers)
+        db.finish_run(run_id, "success" if summary.exit_code == 0 else "failed", summary.exit_code)
+        for o in observers:
+            o.run_finished(summary)
+        db.close()
+        return summary.exit_code
+    finally:
+        lock.__exit__()

@@ -1,0 +1,386 @@
+"""The embedded local executor: a scheduler over the plan on ``-j`` cores.
+
+The job wrapper runs in-process (a worker thread per running job); only
+the user's command is a new process. The scheduler does work proportional
+to a finished job's edges, never to the whole DAG: a finished job
+decrements its children's pending-parent counts and pushes those that
+reach zero onto a priority heap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from planner.commands import rerender_command
+from planner.plan import Job, JobKind, Plan
+
+from . import wrapper
+from .chaos import Chaos
+from .db import Database
+from .events import (
+    OUTCOME_FAILED,
+    OUTCOME_OK,
+    OUTCOME_REMAKE,
+    OUTCOME_RETRY,
+    Observer,
+    RunSummary,
+)
+
+#: How often one intermediate may be remade after being found corrupt at rest.
+MAX_REMAKES = 3
+#: Seconds between database commits while jobs finish (a crash loses at most this).
+COMMIT_EVERY = 0.25
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How to run: the CLI's options that the executor honours."""
+
+    cores: int = 1
+    integrity: str = "full"
+    staging: str = "shared"
+    keep_going: bool = False
+    chaos: Chaos | None = None
+
+
+def job_key(job_id: str) -> str:
+    """A file-system-safe, unique name for a job's files under ``.wf/``."""
+    digest = hashlib.sha1(job_id.encode()).hexdigest()
+    return f"{_UNSAFE.sub('_', job_id)[:60]}-{digest[:10]}"
+
+
+def _shard(key: str) -> str:
+    return key[-2:]
+
+
+class LocalExecutor:
+    """Runs the jobs a plan marks to run; see :meth:`run`."""
+
+    def __init__(self, plan: Plan, db: Database, run_id: int, options: Options,
+                 observers: Sequence[Observer], refs: dict[str, str | None]):
+        self.plan = plan
+        self.db = db
+        self.run_id = run_id
+        self.opt = options
+        self.observers = list(observers)
+        self.refs = refs
+        self.workdir = plan.workdir
+        self.wfdir = os.path.join(self.workdir, ".wf")
+        graph = plan.graph
+        self.nodes = graph.nodes
+        self.succ = graph.succ
+        self.pred = graph.pred
+        self.to_run = {j.id for j in plan.to_run()}
+        self.order_index = {jid: i for i, jid in enumerate(plan.order)}
+        self.pending = {jid: sum(1 for p in self.pred[jid] if p in self.to_run) for jid in self.to_run}
+        self.ready: list[tuple[int, int, str]] = []
+        self.attempts: dict[str, int] = {}
+        self.failures_counted: dict[str, int] = {}
+        self.done: set[str] = set()
+        self.failed: dict[str, dict[str, Any]] = {}
+        self.remakes: dict[str, int] = {}
+        self.waiting_on: dict[str, set[str]] = {}
+        self.summary = RunSummary(run_id=run_id, total=len(self.to_run),
+                                  pruned=len(plan.order) - len(self.to_run))
+        self._last_commit = time.monotonic()
+        for jid in self.to_run:
+            if self.pending[jid] == 0:
+                self._push(jid)
+
+    # -- scheduling ------------------------------------------------------------
+    def _push(self, jid: str, boost: int = 0) -> None:
+        job: Job = self.nodes[jid]["job"]
+        heapq.heappush(self.ready, (-(job.priority + boost), self.order_index[jid], jid))
+
+    def _emit(self, name: str, *args: Any) -> None:
+        for o in self.observers:
+            getattr(o, name)(*args)
+
+    def run(self) -> RunSummary:
+        """Run until every job is done or failed; returns the summary."""
+        start = time.time()
+        self._emit("run_started", self.plan, self.run_id, len(self.to_run))
+        budget = self.opt.cores
+        running: dict[Future, tuple[str, int, int, dict[str, Any]]] = {}
+        stop = False
+        with ThreadPoolExecutor(max_workers=max(1, self.opt.cores)) as pool:
+            while True:
+                while self.ready and not stop:
+                    _, _, jid = self.ready[0]
+                    job: Job = self.nodes[jid]["job"]
+                    need = min(max(job.threads, 1), self.opt.cores)
+                    if need > budget:
+                        break
+                    heapq.heappop(self.ready)
+                    budget -= need
+                    attempt = self.attempts.get(jid, 0) + 1
+                    self.attempts[jid] = attempt
+                    spec, ctx = self._spec(job, attempt)
+                    self.db.set_job(self.run_id, jid, "running", started=time.time(), attempts=attempt)
+                    self._emit("job_started", job, attempt)
+                    running[pool.submit(wrapper.run_spec, spec)] = (jid, attempt, need, ctx)
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    jid, attempt, need, ctx = running.pop(fut)
+                    budget += need
+                    try:
+                        record = fut.result()
+                    except Exception as e:  # the wrapper itself broke: a failed attempt, kept
+                        record = {"status": "failed", "attempt": attempt, "message": f"wrapper error: {e!r}",
+                                  "events": [], "files": [], "exit_code": None}
+                    if not self._finished(jid, attempt, record, ctx) and not self.opt.keep_going:
+                        stop = True
+                self._maybe_commit()
+        self.db.commit()
+        s = self.summary
+        s.wall_seconds = time.time() - start
+        s.failed = len(self.failed)
+        s.not_run = len(self.to_run) - len(self.done) - len(self.failed)
+        s.failures = list(self.failed.values())
+        if any(f["status"] == "integrity" for f in self.failed.values()):
+            s.exit_code = 3
+        elif self.failed or s.not_run:
+            s.exit_code = 1
+        return s
+
+    def _maybe_commit(self) -> None:
+        now = time.monotonic()
+        if now - self._last_commit >= COMMIT_EVERY:
+            self.db.commit()
+            self._last_commit = now
+
+    # -- one attempt ---------------------------------------------------------
+    def _spec(self, job: Job, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        key = job_key(job.id)
+        shard = _shard(key)
+        base = f"{key}.{attempt}"
+        logs_dir = os.path.join(self.wfdir, "logs", shard)
+        os.makedirs(logs_dir, exist_ok=True)
+        rec_dir = os.path.join(self.wfdir, "records", shard)
+        os.makedirs(rec_dir, exist_ok=True)
+        spec: dict[str, Any] = {
+            "version": 1,
+            "job_id": job.id,
+            "attempt": attempt,
+            "integrity": self.opt.integrity,
+            "stdout": os.path.join(logs_dir, base + ".out"),
+            "stderr": os.path.join(logs_dir, base + ".err"),
+            "record": os.path.join(rec_dir, base + ".json"),
+            "chaos": self.opt.chaos.transfer_spec() if self.opt.chaos else None,
+        }
+        ctx: dict[str, Any] = {"scratch": None, "stdout": spec["stdout"], "stderr": spec["stderr"],
+                               "record": spec["record"]}
+        copy = self.opt.staging == "copy" and not job.local
+        refs = self.refs
+        if job.kind is JobKind.STAGE_IN:
+            out = job.outputs[0]
+            partial = os.path.join(".wf", "partial", base, out.lfn)
+            spec.update(command=None, cwd=self.workdir, staging="shared",
+                        inputs=[{"lfn": out.lfn, "sha256": refs.get(out.lfn) or out.sha256,
+                                 "path": partial, "source": job.source}],
+                        outputs=[{"lfn": out.lfn, "path": partial,
+                                  "dest": os.path.join(self.workdir, out.lfn)}])
+            ctx["partial"] = os.path.join(self.workdir, ".wf", "partial", base)
+            return spec, ctx
+        for lfn in job.log:
+            os.makedirs(os.path.dirname(os.path.join(self.workdir, lfn)) or ".", exist_ok=True)
+        if copy:
+            scratch = os.path.join(self.wfdir, "scratch", base)
+            ctx["scratch"] = scratch
+            spec.update(
+                command=job.command, cwd=scratch, staging="copy",
+                inputs=[{"lfn": f.lfn, "sha256": refs.get(f.lfn), "path": f.lfn,
+                         "source": os.path.join(self.workdir, f.lfn)} for f in job.inputs],
+                outputs=[{"lfn": f.lfn, "path": f.lfn, "dest": os.path.join(self.workdir, f.lfn)}
+                         for f in job.outputs],
+            )
+            for lfn in job.log:
+                os.makedirs(os.path.dirname(os.path.join(scratch, lfn)) or scratch, exist_ok=True)
+            return spec, ctx
+        partial_root = os.path.join(".wf", "partial", base)
+        ctx["partial"] = os.path.join(self.workdir, partial_root)
+        mapping = {f.lfn: os.path.join(partial_root, f.lfn) for f in job.outputs}
+        command = job.command
+        if command is not None and mapping:
+            command = rerender_command(self.plan.workflow, job, mapping)
+        spec.update(
+            command=command, cwd=self.workdir, staging="shared",
+            inputs=[{"lfn": f.lfn, "sha256": refs.get(f.lfn), "path": f.lfn} for f in job.inputs],
+            outputs=[{"lfn": f.lfn, "path": mapping[f.lfn],
+                      "dest": os.path.join(self.workdir, f.lfn)} for f in job.outputs],
+        )
+        return spec, ctx
+
+    def _finished(self, jid: str, attempt: int, record: dict[str, Any], ctx: dict[str, Any]) -> bool:
+        """Book-keep one attempt; False when the job failed for good."""
+        job: Job = self.nodes[jid]["job"]
+        status = record.get("status")
+        scratch = ctx.get("scratch")
+        if scratch:
+            self._copy_logs_back(job, scratch)
+        self.db.add_attempt(self.run_id, jid, record, ctx["stdout"], ctx["stderr"], ctx["record"])
+        self.summary.bytes_hashed += (record.get("totals") or {}).get("bytes_hashed", 0)
+        for e in record.get("events") or ():
+            if e.get("kind") == "generate" and e.get("ok") and e.get("actual"):
+                self._first_sight(e["file"], e["actual"])
+            if e.get("kind") == "compare" and not e.get("ok"):
+                self.summary.integrity_errors += 1
+                if self.opt.chaos:
+                    self.db.mark_chaos_detected(self.run_id, e.get("file"))
+        if status == "ok":
+            self._succeeded(job, record)
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if ctx.get("partial"):
+                shutil.rmtree(ctx["partial"], ignore_errors=True)
+            self._emit("job_finished", job, attempt, record, OUTCOME_OK)
+            return True
+        if ctx.get("partial"):
+            shutil.rmtree(ctx["partial"], ignore_errors=True)
+        if status == "integrity":
+            bad = _pre_job_mismatch(record)
+            if bad is not None and self._remake(jid, bad):
+                self.summary.remade += 1
+                self.db.set_job(self.run_id, jid, "waiting")
+                self._emit("job_finished", job, attempt, record, OUTCOME_REMAKE)
+                return True
+        used = self.failures_counted.get(jid, 0) + 1
+        self.failures_counted[jid] = used
+        if used <= job.retries:
+            self.summary.retries += 1
+            self.db.set_job(self.run_id, jid, "retrying")
+            self._push(jid)
+            self._emit("job_finished", job, attempt, record, OUTCOME_RETRY)
+            return True
+        self.failed[jid] = {
+            "job": jid, "status": status, "attempt": attempt, "exit_code": record.get("exit_code"),
+            "message": record.get("message"), "stderr": ctx["stderr"],
+            "events": [e for e in record.get("events") or () if not e.get("ok")],
+        }
+        self.db.set_job(self.run_id, jid, "failed", finished=time.time())
+        self._emit("job_finished", job, attempt, record, OUTCOME_FAILED)
+        return False
+
+    def _first_sight(self, lfn: str, sha: str) -> None:
+        # The checksum computed the first time a raw input is used is the
+        # reference for every later use.
+        if self.refs.get(lfn) is None:
+            self.refs[lfn] = sha
+            path = os.path.join(self.workdir, lfn)
+            try:
+                st = os.stat(path)
+            except OSError:
+                return
+            self.db.record_file(lfn, sha, st.st_size, st.st_mtime_ns, None, self.run_id)
+
+    def _succeeded(self, job: Job, record: dict[str, Any]) -> None:
+        jid = job.id
+        outputs: dict[str, str] = {}
+        for f in record.get("files") or ():
+            if f.get("role") == "output" and f.get("sha256"):
+                outputs[f["lfn"]] = f["sha256"]
+        protected = {f.lfn for f in job.outputs if f.protected}
+        for f in job.outputs:
+            sha = outputs.get(f.lfn)
+            if sha is None:
+                continue
+            path = os.path.join(self.workdir, f.lfn)
+            st = os.stat(path)
+            if f.lfn in protected:
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+                st = os.stat(path)
+            self.refs[f.lfn] = sha
+            self.db.record_file(f.lfn, sha, st.st_size, st.st_mtime_ns, jid, self.run_id)
+        if job.kind is JobKind.COMPUTE and job.outputs:
+            inputs = {f.lfn: self.refs.get(f.lfn) or "" for f in job.inputs}
+            self.db.record_product(jid, job.command, inputs, outputs, None, self.run_id)
+        self.done.add(jid)
+        self.summary.succeeded += 1
+        self.db.set_job(self.run_id, jid, "done", finished=time.time())
+        if self.opt.chaos and self.opt.chaos.rest:
+            self._chaos_rest(job, outputs)
+        for child in self.succ[jid]:
+            if child in self.to_run and child not in self.done:
+                self.pending[child] -= 1
+                if self.pending[child] == 0 and child not in self.failed:
+                    self._push(child)
+        for waiter in self.waiting_on.pop(jid, ()):
+            self.pending[waiter] -= 1
+            if self.pending[waiter] == 0:
+                self._push(waiter)
+
+    def _chaos_rest(self, job: Job, outputs: dict[str, str]) -> None:
+        # Only intermediates: a file some job still has to read. Final
+        # outputs are never harmed (nothing would be left to catch it).
+        chaos = self.opt.chaos
+        assert chaos is not None
+        for f in job.outputs:
+            if f.lfn not in outputs:
+                continue
+            consumers = [c for c in self.succ[job.id] if c in self.to_run and c not in self.done]
+            if not consumers:
+                continue
+            path = os.path.join(self.workdir, f.lfn)
+            if chaos.corrupt_at_rest(path, job.id, self.attempts[job.id], f.lfn):
+                self.db.add_chaos(self.run_id, job.id, self.attempts[job.id],
+                                  [{"kind": "rest", "file": f.lfn, "stage": "rest", "detected": 0}])
+                self._emit("message", f"chaos: flipped a byte of {f.lfn} at rest")
+
+    def _remake(self, consumer: str, lfn: str) -> bool:
+        """Rerun the producer of a corrupt intermediate; the consumer waits for it."""
+        ref = self.plan.files.get(lfn)
+        producer = ref.producer if ref is not None else None
+        if producer is None or producer not in self.nodes:
+            return False
+        count = self.remakes.get(lfn, 0)
+        if count >= MAX_REMAKES:
+            return False
+        self.remakes[lfn] = count + 1
+        # Forget the fingerprint so a later plan hashes the file again.
+        self.db.forget_file(lfn)
+        self.refs.pop(lfn, None)
+        self.pending[consumer] = self.pending.get(consumer, 0) + 1
+        self.waiting_on.setdefault(producer, set()).add(consumer)
+        if producer in self.done or producer not in self.to_run:
+            self.done.discard(producer)
+            if producer not in self.to_run:
+                self.to_run.add(producer)
+                self.summary.total += 1
+            self.summary.succeeded -= 1 if producer in self.attempts else 0
+            self.pending[producer] = 0
+            self._push(producer, boost=1000)
+        self._emit("message", f"{lfn} is corrupt at rest: remaking it with {producer}")
+        return True
+
+    def _copy_logs_back(self, job: Job, scratch: str) -> None:
+        # A failed job keeps its log: copy it back whatever the outcome.
+        for lfn in job.log:
+            src = os.path.join(scratch, lfn)
+            if os.path.exists(src):
+                dst = os.path.join(self.workdir, lfn)
+                os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+                shutil.copyfile(src, dst)
+
+
+def _pre_job_mismatch(record: dict[str, Any]) -> str | None:
+    for e in record.get("events") or ():
+        if e.get("stage") in ("pre-job", "stage-in") and e.get("kind") == "compare" and not e.get("ok"):
+            return e.get("file")
+    return None
+
+
+Progress = Callable[[int, int], None]

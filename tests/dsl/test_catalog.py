@@ -18,7 +18,9 @@ from dsl.catalog import read_catalog, write_yaml_catalog, yaml_catalog_text
 from dsl.errors import SourcePos, WffileError
 from dsl.model import Replica
 
-SCHEMAS = Path(os.environ.get("WF_PEGASUS_SCHEMAS", "/work/shared/data/pegasus-5.0-schemas"))
+# shared/ sits beside the repository (in development and in CI).
+_BESIDE = Path(__file__).resolve().parents[3] / "shared" / "data" / "pegasus-5.0-schemas"
+SCHEMAS = Path(os.environ.get("WF_PEGASUS_SCHEMAS", str(_BESIDE)))
 WHERE = SourcePos("Wffile", 3, 1)
 SHA_A = "ca8ed5988cb4ca0b67c45fd80fd17423aba2a066ca8a63a4e1c6adab067a3e92"
 SHA_B = "5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9"

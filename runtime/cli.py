@@ -224,11 +224,13 @@ def checksum(
         digest, _size, _secs = sha256_file(str(f))
         entries.append((f.as_posix(), digest))
     if yaml_out:
-        import yaml
-        doc = {"pegasus": "5.0", "replicas": [
-            {"lfn": lfn, "pfns": [{"site": "local", "pfn": os.path.abspath(lfn)}],
-             "checksum": {"sha256": digest}} for lfn, digest in entries]}
-        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+        from dsl.catalog import yaml_catalog_text
+        from dsl.errors import SourcePos
+        from dsl.model import Replica
+
+        sys.stdout.write(yaml_catalog_text(
+            Replica(lfn, os.path.abspath(lfn), digest, "local", SourcePos("-", 1, 1))
+            for lfn, digest in entries))
         return
     for lfn, digest in entries:
         print(f'replica "{lfn}":\n    sha256: "{digest}"\n')

@@ -458,17 +458,22 @@ class _Job:
             lfn = item["lfn"]
             if self.s["command"] is None and item.get("staged"):
                 # A transfer job: the copy was verified a moment ago, nothing runs in between.
-                self.files.append({"lfn": lfn, "role": "input", "sha256": item["staged"],
-                                   "size": os.stat(item["path"]).st_size})
+                self.files.append(
+                    {
+                        "lfn": lfn,
+                        "role": "input",
+                        "sha256": item["staged"],
+                        "size": os.stat(item["path"]).st_size,
+                    }
+                )
                 continue
             if not self.s["full"]:
                 try:
                     size = os.stat(item["path"]).st_size
                 except FileNotFoundError:
                     size = None
-                self.files.append(
-                    {"lfn": lfn, "role": "input", "sha256": item["ref"], "size": size}
-                )
+                # Nothing was hashed: claim no checksum, not even the unverified reference.
+                self.files.append({"lfn": lfn, "role": "input", "sha256": None, "size": size})
                 continue
             ev = self.hash_event(item["path"], lfn, "pre-job", item["ref"])
             if not ev["ok"]:

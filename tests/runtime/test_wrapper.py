@@ -266,6 +266,7 @@ def test_chaos_detected_at_stage_out(tmp_path: Path, kind: str) -> None:
 
 def test_chaos_sweep_injected_equals_detected(tmp_path: Path) -> None:
     injected = detected = clean = 0
+    seen: set[tuple[str, str]] = set()
     for seed in range(200):
         d = tmp_path / str(seed)
         d.mkdir()
@@ -284,9 +285,9 @@ def test_chaos_sweep_injected_equals_detected(tmp_path: Path) -> None:
         assert len(faults) == len(bad) <= 1
         assert [(f["file"], f["stage"]) for f in faults] == [(e["file"], e["stage"]) for e in bad]
         assert rec["status"] == ("integrity" if faults else "ok")
-        assert (
-            run_spec(spec)["chaos"] == faults
-        )  # deterministic from (seed, job, attempt, file, stage)
+        # Deterministic from (seed, job, attempt, file, stage): a rerun injects the same.
+        assert run_spec(spec)["chaos"] == faults
+        seen.update((f["kind"], f["stage"]) for f in faults)
         if faults:
             assert listing(d / "results") == []
         else:
@@ -298,6 +299,7 @@ def test_chaos_sweep_injected_equals_detected(tmp_path: Path) -> None:
         assert (d / "data" / "A.txt").read_bytes() == DATA
     # Up to 4 transfers per job at 0.3 each: about 0.7**4 = 24% of jobs come out clean.
     assert injected == detected and 20 < clean < 100
+    assert seen == {(k, st) for k in wrapper.CHAOS_KINDS for st in ("stage-in", "stage-out")}
 
 
 def test_chaos_depends_on_attempt(tmp_path: Path) -> None:
@@ -314,6 +316,7 @@ def test_integrity_none_skips_hashing_but_checks_outputs(tmp_path: Path) -> None
     rec = run_spec(spec)
     assert rec["status"] == "ok" and rec["events"] == []
     assert rec["totals"]["bytes_hashed"] == 0
+    assert {f["sha256"] for f in rec["files"]} == {None}  # nothing verified, nothing claimed
     assert (tmp_path / "results" / "A.txt").read_bytes() == EXPECTED_OUT
     assert (
         run_spec(make_spec(tmp_path, integrity="none", command="true"))["status"]

@@ -36,6 +36,7 @@ class Diagnostic:
         if self.pos is None:
             return f"error: {self.message}"
         head = f"{self.pos}: error: {self.message}"
+        linecache.checkcache(self.pos.path)  # the file may have changed since it was cached
         line = linecache.getline(self.pos.path, self.pos.line).rstrip("\r\n")
         if not line:
             return head

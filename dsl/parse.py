@@ -7,6 +7,8 @@ each as ``FILE:LINE:COL: error: …``.
 
 from __future__ import annotations
 
+import copy
+import linecache
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -81,7 +83,8 @@ def parse_string(text: str, path: str = "Wffile",
 class _Loader:
     def __init__(self, overrides: dict[str, Any]):
         self.overrides = overrides
-        self.config: dict[str, Any] = dict(overrides)
+        self.config: dict[str, Any] = {}
+        _merge(self.config, overrides)
         self.variables: dict[str, Any] = {}
         self.poisoned: set[str] = set()
         self.errors = ErrorCollector()
@@ -114,6 +117,10 @@ class _Loader:
 
     def load_text(self, text: str, path: str) -> None:
         self.sources.append(path)
+        # Errors are shown with the text that was parsed (also for parse_string,
+        # whose text is on no disk); an mtime of None keeps checkcache off it.
+        lines = [line + "\n" for line in text.split("\n")]  # lines as lark counts them
+        linecache.cache[path] = (len(text), None, lines, path)
         try:
             tree = parse_text(text, path)
         except WffileError as e:
@@ -477,19 +484,23 @@ class _Loader:
             if set(names) != wildcards:
                 errs.add(pos, f"all outputs of rule '{rule.name}' must have the same wildcards: "
                               f"{v!r} has {{{', '.join(names)}}}, {out_sets[0][0]!r} has {{{', '.join(sorted(wildcards))}}}")
+        # One error per item and wildcard, however many values the item expands to.
         for key in ("input", "log"):
             for item in getattr(rule, key):
+                missing: dict[str, str] = {}
                 for v in item.values:
                     for w in wildcards_in(v):
                         if w not in wildcards:
-                            errs.add(item.pos, f"wildcard '{{{w}}}' in {key} {v!r} of rule '{rule.name}' "
-                                               f"does not appear in its output{did_you_mean(w, wildcards)}")
+                            missing.setdefault(w, v)
+                for w, v in missing.items():
+                    errs.add(item.pos, f"wildcard '{{{w}}}' in {key} {v!r} of rule '{rule.name}' "
+                                       f"does not appear in its output{did_you_mean(w, wildcards)}")
         for p in rule.params:
-            for s in _strings(p.value):
-                for w in wildcards_in(s):
-                    if w not in wildcards:
-                        errs.add(p.pos, f"wildcard '{{{w}}}' in params.{p.name} of rule '{rule.name}' "
-                                        f"does not appear in its output{did_you_mean(w, wildcards)}")
+            names = dict.fromkeys(w for s in _strings(p.value) for w in wildcards_in(s))
+            for w in names:
+                if w not in wildcards:
+                    errs.add(p.pos, f"wildcard '{{{w}}}' in params.{p.name} of rule '{rule.name}' "
+                                    f"does not appear in its output{did_you_mean(w, wildcards)}")
         if rule.output and rule.shell is None:
             errs.add(rule.pos, f"rule '{rule.name}' has output: but no shell: to make it")
         for key in ("shell", "message"):
@@ -591,11 +602,12 @@ def _replace(rule: Rule, **changes: Any) -> Rule:
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    # Copies, so that merging a config file later never alters the --config overrides.
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
-            base[key] = value
+            base[key] = copy.deepcopy(value)
 
 
 def _freeze(value: Any) -> Any:
@@ -619,11 +631,25 @@ def _pos_in_string(path: str, tok: Token | None, node: Tree | Token, text: str, 
     if tok is None:
         return pos_of(path, node)
     raw = str(tok)
-    needle = text[offset:offset + 12]
-    idx = raw.find(needle) if needle else -1
+    needle = text[offset:offset + 12].split("\n", 1)[0]
+    if not needle:
+        return pos_of(path, tok)
+    # The same text may occur more than once ("{a} {"): take the occurrence with
+    # as many like it before it in the raw literal as in the decoded text.
+    idx = raw.find(needle, 1)
+    for _ in range(_count(text[:offset], needle)):
+        idx = raw.find(needle, idx + 1) if idx >= 0 else -1
     if idx < 0:
         return pos_of(path, tok)
     before = raw[:idx]
     line = (tok.line or 1) + before.count("\n")
     col = (tok.column or 1) + idx if "\n" not in before else len(before) - before.rfind("\n")
     return SourcePos(path, line, col)
+
+
+def _count(text: str, needle: str) -> int:
+    """Occurrences of ``needle`` in ``text``, overlapping ones included."""
+    n, i = 0, text.find(needle)
+    while i >= 0:
+        n, i = n + 1, text.find(needle, i + 1)
+    return n

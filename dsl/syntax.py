@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from lark import Lark, Token, Tree
@@ -53,6 +54,19 @@ class _WfIndenter(Indenter):
     DEDENT_type = "_DEDENT"
     tab_len = 8
 
+    def process(self, stream):
+        self.open_brackets: list[Token] = []
+        return super().process(self._track(stream))
+
+    def _track(self, stream):
+        # Unclosed brackets are remembered so that an error can point at them.
+        for token in stream:
+            if token.type in self.OPEN_PAREN_types:
+                self.open_brackets.append(token)
+            elif token.type in self.CLOSE_PAREN_types and self.open_brackets:
+                self.open_brackets.pop()
+            yield token
+
     def handle_NL(self, token: Token):
         # lark's DedentError carries no position; attach the line it happened on.
         try:
@@ -62,12 +76,15 @@ class _WfIndenter(Indenter):
             raise _DedentAt(token.end_line or token.line, len(indent) + 1) from None
 
 
+_INDENTER = _WfIndenter()
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     return Lark(
         grammar_text(),
         parser="lalr",
-        postlex=_WfIndenter(),
+        postlex=_INDENTER,
         propagate_positions=True,
         maybe_placeholders=False,
     )
@@ -92,6 +109,10 @@ def parse_text(text: str, path: str) -> Tree:
     """Parse Wffile source into a lark tree, or raise a positioned WffileError."""
     if not text.endswith("\n"):
         text += "\n"
+    # The indenter only sees indentation after a newline; the first line's is checked here.
+    first = re.match(r"[\t ]+(?=[^\s#\\])", text)
+    if first:
+        raise WffileError.at(SourcePos(path, 1, first.end() + 1), "unexpected indent")
     try:
         return _parser().parse(text)
     except _DedentAt as e:
@@ -116,17 +137,29 @@ def parse_text(text: str, path: str) -> Tree:
             col = (tok.end_column or col)
             what = "unexpected indent" if tok.type == "_INDENT" else "unexpected end of block"
         elif tok.type == "$END":
+            if _INDENTER.open_brackets:
+                raise _unclosed(path, _INDENTER.open_brackets[-1]) from None
             what = "unexpected end of file"
             line = text.count("\n")
             col = 1
         else:
             what = f"unexpected {_describe(tok)}"
         hint = "" if tok.type in ("_INDENT", "_DEDENT") else _expected(e.expected)
+        opened = _INDENTER.open_brackets[-1] if _INDENTER.open_brackets else None
+        if opened is not None and opened.line != line:
+            hint += f" ('{opened}' opened at {SourcePos(path, opened.line, opened.column)} is not closed)"
         raise WffileError.at(SourcePos(path, line, col), what + hint) from None
     except UnexpectedEOF as e:
+        if _INDENTER.open_brackets:
+            raise _unclosed(path, _INDENTER.open_brackets[-1]) from None
         raise WffileError.at(
             SourcePos(path, max(text.count("\n"), 1), 1),
             "unexpected end of file" + _expected(set(e.expected)),
         ) from None
     except UnexpectedInput as e:  # any other lark input error still gets a position
         raise WffileError.at(SourcePos(path, e.line, e.column), "syntax error") from None
+
+
+def _unclosed(path: str, bracket: Token) -> WffileError:
+    return WffileError.at(SourcePos(path, bracket.line or 1, bracket.column or 1),
+                          f"'{bracket}' was never closed")

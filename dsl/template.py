@@ -43,15 +43,16 @@ def parse_template(text: str) -> tuple[str | Field, ...]:
         raise TemplateError(f"malformed format string: {e} (write '{{{{' or '}}}}' for a literal brace)",
                             _first_bad_brace(text)) from None
     out: list[str | Field] = []
-    search_from = 0
+    pos = 0  # where the next piece starts in ``text``
     for literal, name, spec, conversion in pieces:
         if literal:
             out.append(literal)
+            # Every brace in a literal piece was written doubled.
+            pos += len(literal) + literal.count("{") + literal.count("}")
         if name is None:
             continue
-        offset = text.find("{" + name, search_from)
-        offset = max(offset, 0)
-        search_from = offset + 1
+        offset = pos
+        pos = text.find("}", pos) + 1
         if conversion or (spec and spec != "q"):
             raise TemplateError(f"unsupported format in '{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}'", offset)
         m = _FIELD.match(name)

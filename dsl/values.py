@@ -138,9 +138,12 @@ class Evaluator:
     def _eval_subscript(self, node: Tree) -> Any:
         target_node, key_node = node.children
         key = self.eval(key_node)
-        is_config = isinstance(target_node, Tree) and target_node.data == "var" \
-            and str(target_node.children[0]) == "config"
-        target = self.config if is_config else self.eval(target_node)
+        root = target_node
+        while isinstance(root, Tree) and root.data == "subscript":
+            root = root.children[0]
+        # config["a"]["b"] is a config look-up too, and is reported as one.
+        is_config = isinstance(root, Tree) and root.data == "var" and str(root.children[0]) == "config"
+        target = self.config if is_config and root is target_node else self.eval(target_node)
         if isinstance(target, Mapping):
             if key in target:
                 return target[key]

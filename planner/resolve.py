@@ -81,6 +81,9 @@ class _Errors:
         else:
             self.more += 1
 
+    def __len__(self) -> int:
+        return len(self.items) + self.more
+
     def raise_if_any(self) -> None:
         if self.items:
             if self.more:
@@ -144,13 +147,15 @@ class Resolver:
                 continue
             if outside_workdir(target):
                 raise WffileError.at(None, f"target '{target}' is outside the working directory")
+            known = len(self.errors)
             producer = self._producer(target, None, None, 0)
             if producer is not None:
                 roots.append(producer)
-            elif target not in self.files:
+            elif target not in self.files and len(self.errors) == known:
+                # (when _producer reported why, e.g. two rules make it, that is the error)
                 hint = did_you_mean(target, self.by_name)
-                raise WffileError.at(None, f"no rule makes target '{target}', no replica names it, "
-                                           f"and it does not exist{hint}")
+                self.errors.add(None, f"no rule makes target '{target}', no replica names it, "
+                                      f"and it does not exist{hint}")
         self.errors.raise_if_any()
         return roots
 

@@ -15,6 +15,10 @@ Two passes over the DAG, each O(jobs + edges):
    that runs consumes one of its missing outputs. Otherwise it is pruned:
    its outputs are needed only by reused jobs (so ``temp()`` files that are
    gone after a finished run force nothing).
+
+A job that pass 2 decides to run remakes its outputs, so (as in pass 1)
+every job downstream of it runs too, and any of those may in turn need a
+missing file: a worklist settles this, each job entering it at most once.
 """
 
 from __future__ import annotations
@@ -143,28 +147,42 @@ def decide(
             state[jid], reason[jid] = _OK, _PRESENT
 
     run: dict[str, bool] = {}
-    decisions: dict[str, Decision] = {}
     roots = set(roots)
+
+    def needed_by(child: str, parent: str) -> str | None:
+        """The missing output of ``parent`` that ``child`` reads, if any."""
+        gone = missing[parent]
+        if len(gone) == 1 and len(gone) == len(nodes[parent]["job"].outputs):
+            return next(iter(gone))  # the edge itself says child reads it
+        return consumed(child, gone)
+
     for jid in reversed(order):
         st = state[jid]
         if st == _RUN:
             go = True
         elif st == _MISSING:
-            go = jid in roots
-            if not go:
-                gone = missing[jid]
-                all_gone = len(gone) == len(nodes[jid]["job"].outputs)
-                for child in succ[jid]:
-                    if not run[child]:
-                        continue
-                    used = next(iter(gone)) if all_gone and len(gone) == 1 else consumed(child, gone)
-                    if used is not None:
-                        go = True
-                        break
-            if not go:
-                reason[jid] = _NOT_NEEDED
+            go = jid in roots or any(run[c] and needed_by(c, jid) is not None for c in succ[jid])
         else:
             go = False
         run[jid] = go
-        decisions[jid] = Decision(go, reason[jid])
-    return decisions
+
+    # A job pass 2 turned on remakes files that reused jobs were made from:
+    # those run too, and what they read that is missing must be remade.
+    work = [jid for jid in order if run[jid] and state[jid] == _MISSING]
+    while work:
+        jid = work.pop()
+        outs = nodes[jid]["job"].outputs
+        for child in succ[jid]:
+            if not run[child]:
+                subject = outs[0].lfn if len(outs) == 1 else consumed(child, [f.lfn for f in outs])
+                run[child], reason[child] = True, Reason(RUN_UPSTREAM, subject)
+                work.append(child)
+        for parent in pred[jid]:
+            if not run[parent] and state[parent] == _MISSING:
+                if needed_by(jid, parent) is not None:
+                    run[parent] = True
+                    work.append(parent)
+    # A pruned job with a missing output keeps "output missing" in ``reason``
+    # until here, in case the worklist turned it on after all.
+    return {jid: Decision(run[jid], reason[jid] if run[jid] or state[jid] != _MISSING else _NOT_NEEDED)
+            for jid in order}

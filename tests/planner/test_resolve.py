@@ -668,3 +668,31 @@ def test_plan_graph_is_a_dag_of_jobs(tmp_path):
         assert plan.job(jid).id == jid
     assert [j.id for j in plan.to_run()] == list(plan.order)
     assert list(plan.pruned()) == []
+
+
+def test_ambiguous_target_file_is_reported_as_ambiguous(tmp_path):
+    err = error_for(tmp_path, """
+        rule one:
+            output: "{n}.txt"
+            shell: "touch {output}"
+
+        rule two:
+            output: "x.{ext}"
+            shell: "touch {output}"
+    """, targets=("x.txt",))
+    text = str(err)
+    assert "file 'x.txt' can be made by more than one rule: 'one'" in text
+    assert "no rule makes target" not in text
+
+
+def test_target_named_by_a_replica_without_url_and_absent(tmp_path):
+    err = error_for(tmp_path, f"""
+        replica "data/x.txt":
+            sha256: "{SHA}"
+
+        rule all:
+            input: "data/x.txt"
+    """, targets=("data/x.txt",))
+    text = str(err)
+    assert "'data/x.txt'" in text and "has no url and the file does not exist" in text
+    assert "no replica names it" not in text

@@ -68,8 +68,11 @@ class RuleCommands:
                 else:
                     values = [v for _, vs in groups for v in vs]
                 if part.index is not None:
-                    values = [values[part.index]]
-                out.append(" ".join(quote(v) for v in values))
+                    out.append(quote(values[part.index]))
+                elif len(values) == 1:
+                    out.append(quote(values[0]))
+                else:
+                    out.append(" ".join(map(quote, values)))
             elif root == "wildcards":
                 out.append(quote(wildcards[part.attr]))  # type: ignore[index]
             elif root == "threads":

@@ -35,7 +35,11 @@ class Template:
         """The file name for these wildcard values."""
         if not self.wildcards:
             return self.prefix
-        return "".join(p if isinstance(p, str) else wildcards[p[0]] for p in self.parts)
+        parts = self.parts
+        if len(parts) == 3 and len(self.wildcards) == 1 and isinstance(parts[1], tuple):
+            # prefix{w}suffix, by far the most common shape
+            return parts[0] + wildcards[parts[1][0]] + parts[2]  # type: ignore[operator]
+        return "".join(p if isinstance(p, str) else wildcards[p[0]] for p in parts)
 
     def regex(self, constraints: Mapping[str, str]) -> re.Pattern[str]:
         """A regex matching the files this pattern can make, capturing wildcards."""

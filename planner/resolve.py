@@ -9,6 +9,7 @@ inputs, paths outside the working directory.
 
 from __future__ import annotations
 
+import gc
 import os
 import posixpath
 import re
@@ -33,6 +34,7 @@ MAX_DEPTH = 5000
 MAX_ERRORS = 20
 
 _SAFE_VALUE = re.compile(r"[^,=\[\]\"\\]*")
+_UNKNOWN = object()
 
 
 @dataclass(slots=True)
@@ -44,12 +46,25 @@ class _CompiledRule:
     logs: list[tuple[Item, list[Template]]]
     wildcards: tuple[str, ...]
     commands: RuleCommands
+    # Per-job constants, worked out once per rule (the walk is the hot path).
+    out_flags: list[list[tuple[Template, bool, bool]]] | None = None
+    container: str | None = None
+    retries: int = 0
 
 
 def job_id(rule: str, wildcards: Iterable[tuple[str, str]]) -> str:
     """``rule`` or ``rule[k=v,…]``; values with ``,=[]"`` are JSON-quoted so ids stay unique."""
     pairs = [f"{k}={v}" if _SAFE_VALUE.fullmatch(v) else f"{k}={_json(v)}" for k, v in wildcards]
     return f"{rule}[{','.join(pairs)}]" if pairs else rule
+
+
+def _job_id(comp: _CompiledRule, wildcards: dict[str, str]) -> str:
+    names = comp.wildcards
+    if len(names) == 1:  # the common case, without the generic machinery
+        v = wildcards[names[0]]
+        if _SAFE_VALUE.fullmatch(v):
+            return f"{comp.rule.name}[{names[0]}={v}]"
+    return job_id(comp.rule.name, ((w, wildcards[w]) for w in names))
 
 
 def stage_in_id(lfn: str) -> str:
@@ -64,6 +79,8 @@ def _json(value: str) -> str:
 
 def outside_workdir(lfn: str) -> bool:
     """True when a relative file name escapes the working directory (or is absolute)."""
+    if ".." not in lfn and not lfn.startswith("/"):
+        return False  # the common case: nothing to normalise
     if lfn.startswith("/") or os.path.isabs(lfn):
         return True
     norm = posixpath.normpath(lfn)
@@ -162,7 +179,7 @@ class Resolver:
     # -- the walk ------------------------------------------------------------
     def _enqueue(self, comp: _CompiledRule, wildcards: dict[str, str], depth: int,
                  parent: str | None) -> str:
-        jid = job_id(comp.rule.name, ((w, wildcards[w]) for w in comp.wildcards))
+        jid = _job_id(comp, wildcards)
         if jid not in self.seen:
             self.seen.add(jid)
             self.parent[jid] = parent
@@ -181,37 +198,46 @@ class Resolver:
 
     def _expand(self, comp: _CompiledRule, wildcards: dict[str, str], depth: int, jid: str) -> None:
         rule = comp.rule
+        files_get = self.files.get
+        producer_of = self.producer_of
+        if comp.out_flags is None:
+            comp.out_flags = [[(t, item.flag(j) == TEMP, item.flag(j) == PROTECTED)
+                               for j, t in enumerate(temps)] for item, temps in comp.outputs]
+            comp.container = _container_of(rule)
+            comp.retries = rule.retries if rule.retries is not None else self.default_retries
         out_groups: list[tuple[str | None, list[str]]] = []
         outputs: list[FileRef] = []
-        for item, temps in comp.outputs:
+        for (item, _), flagged in zip(comp.outputs, comp.out_flags, strict=True):
             names = []
-            for j, t in enumerate(temps):
+            for t, is_temp, is_protected in flagged:
                 lfn = t.format(wildcards)
                 if outside_workdir(lfn):
                     self.errors.add(item.pos, f"output '{lfn}' of rule '{rule.name}' is outside the working directory")
                     continue
                 names.append(lfn)
-                ref = self.files.get(lfn)
-                flag = item.flag(j)
+                ref = files_get(lfn)
                 if ref is None or ref.producer != jid:
-                    ref = FileRef(lfn, None, jid, flag == TEMP, flag == PROTECTED)
+                    ref = FileRef(lfn, None, jid, is_temp, is_protected)
                     self.files[lfn] = ref
-                self.producer_of[lfn] = jid
+                producer_of[lfn] = jid
                 outputs.append(ref)
             out_groups.append((item.name, names))
         in_groups: list[tuple[str | None, list[str]]] = []
         inputs: list[FileRef] = []
         parents: list[str] = []
+        unknown = _UNKNOWN
         for item, temps in comp.inputs:
             names = []
             for t in temps:
                 lfn = t.format(wildcards)
                 names.append(lfn)
-                if outside_workdir(lfn):
-                    self.errors.add(item.pos, f"input '{lfn}' of rule '{rule.name}' is outside the working directory")
-                    continue
-                producer = self._producer(lfn, rule, item.pos, depth + 1, jid)
-                ref = self.files.get(lfn)
+                producer = producer_of.get(lfn, unknown)
+                if producer is unknown:
+                    if outside_workdir(lfn):
+                        self.errors.add(item.pos, f"input '{lfn}' of rule '{rule.name}' is outside the working directory")
+                        continue
+                    producer = self._producer(lfn, rule, item.pos, depth + 1, jid)
+                ref = files_get(lfn)
                 if ref is None:
                     continue  # missing: already reported
                 inputs.append(ref)
@@ -233,17 +259,18 @@ class Resolver:
             inputs=tuple(inputs),
             outputs=tuple(outputs),
             log=tuple(logs),
-            container=_container_of(rule),
+            container=comp.container,
             threads=rule.threads,
             resources=rule.resources,
-            retries=rule.retries if rule.retries is not None else self.default_retries,
+            retries=comp.retries,
             priority=rule.priority,
             local=rule.local,
             message=comp.commands.render_message(files, wildcards),
         )
         self.graph.add_node(jid, job=job)
+        add_edge = self.graph.add_edge
         for p in parents:
-            self.graph.add_edge(p, jid)
+            add_edge(p, jid)
 
     def _producer(self, lfn: str, rule: Rule | None, pos: SourcePos | None, depth: int,
                   consumer: str | None = None) -> str | None:
@@ -371,14 +398,22 @@ def build_plan(
         if name not in {r.name for r in workflow.rules}:
             raise WffileError.at(None, f"--forcerun: no rule named '{name}'"
                                        f"{did_you_mean(name, [r.name for r in workflow.rules])}")
-    res = Resolver(workflow, oracle, default_retries, workdir)
-    roots = res.request(list(targets))
-    res.run()
-    order = res.topological_order()
-    forced_ids = set()
-    for t in force:
-        forced_ids.add(res.producer_of.get(t) or t)
-    decisions = decide(res.graph, order, roots, oracle, forcerun, forced_ids)
+    # The walk allocates millions of small objects that all stay alive: the
+    # cyclic garbage collector would scan them again and again for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        res = Resolver(workflow, oracle, default_retries, workdir)
+        roots = res.request(list(targets))
+        res.run()
+        order = res.topological_order()
+        forced_ids = set()
+        for t in force:
+            forced_ids.add(res.producer_of.get(t) or t)
+        decisions = decide(res.graph, order, roots, oracle, forcerun, forced_ids)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     target_names = tuple(targets) or (workflow.rules[0].name,)
     return Plan(workflow, os.path.abspath(workdir), res.graph, target_names,
                 decisions, res.files, order)

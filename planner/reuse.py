@@ -50,10 +50,11 @@ class ReuseOracle(Protocol):
         ...
 
     def stale(self, job: Job) -> Reason | None:
-        """Why ``job``'s present outputs cannot be reused, or None if they can.
+        """Why ``job``'s outputs cannot be reused, or None if they can.
 
-        Called only for jobs that are not forced, have no upstream job that
-        runs, and whose outputs are all present.
+        Called for jobs that are not forced and have no upstream job that
+        runs. Outputs that are missing are not a reason here (the planner
+        decides about them); a changed output, input, command or container is.
         """
         ...
 
@@ -63,14 +64,20 @@ class FilesystemOracle:
 
     def __init__(self, workdir: str):
         self.workdir = workdir
+        self._prefix = os.path.join(workdir, "")
 
     def present(self, lfn: str) -> bool:
         """True if the file exists under the working directory."""
-        return os.path.exists(os.path.join(self.workdir, lfn))
+        return os.path.exists(self._prefix + lfn)
 
     def stale(self, job: Job) -> Reason | None:
         """Never stale: without a database there is nothing to compare with."""
         return None
+
+
+def self_recorded(oracle: ReuseOracle, job: Job) -> bool:
+    """Whether the oracle keeps records (so a job with every output gone may be stale)."""
+    return getattr(oracle, "keeps_records", False)
 
 
 _RUN, _MISSING, _OK = 0, 1, 2
@@ -88,9 +95,11 @@ def decide(
     forced_jobs: Collection[str] = (),
 ) -> dict[str, Decision]:
     """Run or prune every job in ``order`` (topological), with its reason."""
-    nodes = graph.nodes
-    pred = graph.pred
-    succ = graph.succ
+    # networkx's views build a wrapper object per access; this loop runs once
+    # per job and edge of million-job plans, so it reads the graph's own dicts.
+    nodes = graph._node
+    pred = graph._pred
+    succ = graph._succ
     state: dict[str, int] = {}
     reason: dict[str, Reason] = {}
     missing: dict[str, frozenset[str]] = {}
@@ -136,13 +145,16 @@ def decide(
                 state[jid], reason[jid] = _OK, _PRESENT
             continue
         gone_files = [f.lfn for f in job.outputs if not oracle.present(f.lfn)]
-        if gone_files:
-            state[jid], reason[jid] = _MISSING, Reason(RUN_OUTPUT_MISSING, gone_files[0])
-            missing[jid] = frozenset(gone_files)
-            continue
-        why = oracle.stale(job)
+        # Asked even when outputs are gone: a temp() output removed after a
+        # finished run still has a record saying what it was made from, and
+        # a changed command or input must still make the job (and all that
+        # was made from it) run again.
+        why = oracle.stale(job) if len(gone_files) < len(job.outputs) or self_recorded(oracle, job) else None
         if why is not None:
             state[jid], reason[jid] = _RUN, why
+        elif gone_files:
+            state[jid], reason[jid] = _MISSING, Reason(RUN_OUTPUT_MISSING, gone_files[0])
+            missing[jid] = frozenset(gone_files)
         else:
             state[jid], reason[jid] = _OK, _PRESENT
 

@@ -284,6 +284,9 @@ class DatabaseOracle:
     they were made, and the job's inputs, command and container are the same.
     """
 
+    #: Records outlive removed temp() files, so jobs with no output left are asked too.
+    keeps_records = True
+
     def __init__(self, db: Database, workdir: str, replicas: dict[str, str | None] | None = None):
         self.db = db
         self.workdir = workdir
@@ -322,10 +325,11 @@ class DatabaseOracle:
         if not job.outputs:
             return None
         product = self.db.product(job.id)
+        present = [f for f in job.outputs if self.present(f.lfn)]
         if product is None:
-            return Reason(RUN_NO_RECORD, job.outputs[0].lfn)
+            return Reason(RUN_NO_RECORD, present[0].lfn) if present else None
         command_sha, inputs, outputs, container_sha = product
-        for f in job.outputs:
+        for f in present:
             recorded = outputs.get(f.lfn)
             if recorded is None:
                 return Reason(RUN_NO_RECORD, f.lfn)

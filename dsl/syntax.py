@@ -87,6 +87,9 @@ def _parser() -> Lark:
         postlex=_INDENTER,
         propagate_positions=True,
         maybe_placeholders=False,
+        # Building the LALR tables costs ~0.1 s per wf command; lark keeps
+        # them in a cache file keyed by the grammar's hash (loads in ~7 ms).
+        cache=True,
     )
 
 

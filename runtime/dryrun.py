@@ -44,43 +44,43 @@ def show_dry_run(plan: Plan, console: Console, verbose: bool = False) -> None:
     console.print(table)
 
     limit = None if verbose else JOB_LINES
-    _job_lines(plan, console, run=True, limit=limit)
-    _job_lines(plan, console, run=False, limit=limit)
-    aux = Counter(j.kind for j in plan.jobs() if j.kind is not JobKind.COMPUTE)
+    # One pass over the jobs for everything listed below (plans can be huge).
+    run_lines: list[str] = []
+    reused_lines: list[str] = []
+    aux: Counter[JobKind] = Counter()
+    stage_ins: list[str] = []
+    decisions = plan.decisions
+    for job in plan.jobs():
+        d = decisions[job.id]
+        lines = run_lines if d.run else reused_lines
+        if limit is None or len(lines) < limit:
+            line = f"  {escape(job.id)}  [dim]({escape(d.reason.text)})[/dim]"
+            if d.run and job.command:
+                line += f"\n      [dim]$ {escape(job.command)}[/dim]"
+            lines.append(line)
+        if job.kind is not JobKind.COMPUTE:
+            aux[job.kind] += 1
+            if job.kind is JobKind.STAGE_IN and len(stage_ins) < JOB_LINES:
+                out = job.outputs[0]
+                state = "stage in" if d.run else "reuse"
+                stage_ins.append(f"  {state} {escape(out.lfn)} <- {escape(job.source or '')}"
+                                 + (f"  sha256 {out.sha256[:12]}…" if out.sha256 else ""))
+    _job_lines(console, "Would run", run_lines, n_run)
+    _job_lines(console, "Reused", reused_lines, n_pruned)
     if aux:
         console.print("[bold]Auxiliary jobs:[/bold] " + ", ".join(
-            f"{n} {k.value.replace('_', '-')}" for k, n in aux.items()))
-        for job in plan.jobs():
-            if job.kind is JobKind.STAGE_IN:
-                d = plan.decisions[job.id]
-                state = "stage in" if d.run else "reuse"
-                console.print(f"  {state} {escape(job.outputs[0].lfn)} <- {escape(job.source or '')}"
-                              + (f"  sha256 {job.outputs[0].sha256[:12]}…" if job.outputs[0].sha256 else ""))
+            f"{n:,} {k.value.replace('_', '-')}" for k, n in aux.items()))
+        for line in stage_ins:
+            console.print(line, soft_wrap=True)
     if n_run == 0:
         console.print("Nothing to be done: every requested output is present.")
 
 
-def _job_lines(plan: Plan, console: Console, run: bool, limit: int | None) -> None:
-    title = "Would run" if run else "Reused"
-    shown = 0
-    total = 0
-    lines = []
-    for job in plan.jobs():
-        d = plan.decisions[job.id]
-        if d.run != run:
-            continue
-        total += 1
-        if limit is not None and shown >= limit:
-            continue
-        shown += 1
-        line = f"  {escape(job.id)}  [dim]({escape(d.reason.text)})[/dim]"
-        if run and job.command:
-            line += f"\n      [dim]$ {escape(job.command)}[/dim]"
-        lines.append(line)
+def _job_lines(console: Console, title: str, lines: list[str], total: int) -> None:
     if not total:
         return
     console.print(f"[bold]{title}[/bold] ({total:,}):")
     for line in lines:
         console.print(line, soft_wrap=True)
-    if total > shown:
-        console.print(f"  … and {total - shown:,} more (use --verbose or --json to list all)")
+    if total > len(lines):
+        console.print(f"  … and {total - len(lines):,} more (use --verbose or --json to list all)")

@@ -338,6 +338,7 @@ class _Loader:
         positions: dict[str, SourcePos] = {}
         shell_tok: dict[str, Token | Tree] = {}
         rule_errors = ErrorCollector()
+        poisoned = False
         for d in self.directives(body, path, f"rule '{name}'"):
             key = str(d.children[0])
             kpos = pos_of(path, d.children[0])
@@ -353,8 +354,12 @@ class _Loader:
             except WffileError as e:
                 rule_errors.diagnostics.extend(e.diagnostics)
             except _Poisoned:
-                pass
+                poisoned = True
         rule_errors.raise_if_any()
+        if poisoned:
+            # A variable it uses is already reported; checking what is left would
+            # only add errors that follow from that one.
+            return
         rule = Rule(name=name, pos=where, positions=positions, **kw)
         self.check_wildcards(rule, path, shell_tok)
         self.rules.append(rule)

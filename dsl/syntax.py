@@ -124,24 +124,30 @@ def parse_text(text: str, path: str) -> Tree:
             "unindent does not match any outer indentation level",
         ) from None
     except UnexpectedCharacters as e:
-        ch = text[e.pos_in_stream] if e.pos_in_stream is not None else "?"
-        if ch in "\"'":
+        at = e.pos_in_stream
+        ch = text[at] if at is not None else "?"
+        col = e.column
+        if ch in "\"'" and at is not None and at >= 2 and text[at - 2:at] == ch * 2:
+            # An unclosed """ lexes as "" and then an unclosed "; point at the first quote.
+            msg, col = "unterminated triple-quoted string", col - 2
+        elif ch in "\"'":
             msg = "unterminated string"
         elif ch == "\t" or ch == " ":
             msg = "unexpected whitespace"
         else:
             msg = f"unexpected character {ch!r}"
-        raise WffileError.at(SourcePos(path, e.line, e.column), msg) from None
+        raise WffileError.at(SourcePos(path, e.line, col), msg) from None
     except UnexpectedToken as e:
         tok = e.token
         line, col = tok.line or 1, tok.column or 1
+        # Inside brackets the indenter emits no newlines, so a dedent is the end of file.
+        if _INDENTER.open_brackets and tok.type in ("_DEDENT", "$END"):
+            raise _unclosed(path, _INDENTER.open_brackets[-1]) from None
         if tok.type in ("_INDENT", "_DEDENT"):
             line = tok.end_line or line
             col = (tok.end_column or col)
             what = "unexpected indent" if tok.type == "_INDENT" else "unexpected end of block"
         elif tok.type == "$END":
-            if _INDENTER.open_brackets:
-                raise _unclosed(path, _INDENTER.open_brackets[-1]) from None
             what = "unexpected end of file"
             line = text.count("\n")
             col = 1
@@ -150,7 +156,10 @@ def parse_text(text: str, path: str) -> Tree:
         hint = "" if tok.type in ("_INDENT", "_DEDENT") else _expected(e.expected)
         opened = _INDENTER.open_brackets[-1] if _INDENTER.open_brackets else None
         if opened is not None and opened.line != line:
-            hint += f" ('{opened}' opened at {SourcePos(path, opened.line, opened.column)} is not closed)"
+            if _starts_statement(text, tok, opened):
+                # The next statement began inside the bracket: the bracket is the mistake.
+                raise _unclosed(path, opened) from None
+            hint += f" (inside the '{opened}' opened at {SourcePos(path, opened.line, opened.column)})"
         raise WffileError.at(SourcePos(path, line, col), what + hint) from None
     except UnexpectedEOF as e:
         if _INDENTER.open_brackets:
@@ -166,3 +175,11 @@ def parse_text(text: str, path: str) -> Tree:
 def _unclosed(path: str, bracket: Token) -> WffileError:
     return WffileError.at(SourcePos(path, bracket.line or 1, bracket.column or 1),
                           f"'{bracket}' was never closed")
+
+
+def _starts_statement(text: str, tok: Token, opened: Token) -> bool:
+    """Whether ``tok`` begins a line indented no deeper than the line of ``opened``."""
+    lines = text.split("\n")
+    line, start = lines[(tok.line or 1) - 1], lines[(opened.line or 1) - 1]
+    before = line[: (tok.column or 1) - 1]
+    return not before.strip() and len(before) <= len(start) - len(start.lstrip(" \t"))

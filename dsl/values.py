@@ -64,7 +64,7 @@ def type_name(value: Any) -> str:
     """How a value's type is named in error messages."""
     if isinstance(value, Flagged):
         return f"{value.flag}(...)"
-    return {str: "string", bool: "boolean", int: "number", float: "number",
+    return {str: "string", bool: "boolean", int: "number", float: "decimal number",
             list: "list", dict: "dict"}.get(type(value), type(value).__name__)
 
 
@@ -145,6 +145,8 @@ class Evaluator:
         is_config = isinstance(root, Tree) and root.data == "var" and str(root.children[0]) == "config"
         target = self.config if is_config and root is target_node else self.eval(target_node)
         if isinstance(target, Mapping):
+            if not isinstance(key, str | int | float | bool):
+                raise self.error(key_node, f"a dict key must be a string or number, not a {type_name(key)}")
             if key in target:
                 return target[key]
             if is_config:
@@ -153,7 +155,7 @@ class Evaluator:
             raise self.error(key_node, f"key {key!r} is not in the dict{did_you_mean(str(key), map(str, target))}")
         if isinstance(target, list):
             if not isinstance(key, int) or isinstance(key, bool):
-                raise self.error(key_node, f"a list index must be a number, not a {type_name(key)}")
+                raise self.error(key_node, f"a list index must be an integer, not a {type_name(key)}")
             if not -len(target) <= key < len(target):
                 raise self.error(key_node, f"index {key} is out of range for a list of {len(target)}")
             return target[key]

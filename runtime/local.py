@@ -85,6 +85,8 @@ class LocalExecutor:
         self.to_run = {j.id for j in plan.to_run()}
         self.order_index = {jid: i for i, jid in enumerate(plan.order)}
         self.pending = {jid: sum(1 for p in self.pred[jid] if p in self.to_run) for jid in self.to_run}
+        # Jobs whose children still count them as pending (see _succeeded).
+        self.unreleased = set(self.to_run)
         self.ready: list[tuple[int, int, str]] = []
         self.attempts: dict[str, int] = {}
         self.failures_counted: dict[str, int] = {}
@@ -313,11 +315,15 @@ class LocalExecutor:
         self.db.set_job(self.run_id, jid, "done", finished=time.time())
         if self.opt.chaos and self.opt.chaos.rest:
             self._chaos_rest(job, outputs)
-        for child in self.succ[jid]:
-            if child in self.to_run and child not in self.done:
-                self.pending[child] -= 1
-                if self.pending[child] == 0 and child not in self.failed:
-                    self._push(child)
+        if jid in self.unreleased:
+            # Only a first success releases the children: a remade producer's
+            # children counted it already, and only its waiters wait again.
+            self.unreleased.discard(jid)
+            for child in self.succ[jid]:
+                if child in self.to_run and child not in self.done:
+                    self.pending[child] -= 1
+                    if self.pending[child] == 0 and child not in self.failed:
+                        self._push(child)
         for waiter in self.waiting_on.pop(jid, ()):
             self.pending[waiter] -= 1
             if self.pending[waiter] == 0:
@@ -325,14 +331,18 @@ class LocalExecutor:
 
     def _chaos_rest(self, job: Job, outputs: dict[str, str]) -> None:
         # Only intermediates: a file some job still has to read. Final
-        # outputs are never harmed (nothing would be left to catch it).
+        # outputs are never harmed (nothing would be left to catch it), and a
+        # file a target rule (no command) lists is a final output, whoever
+        # else reads it.
         chaos = self.opt.chaos
         assert chaos is not None
         for f in job.outputs:
             if f.lfn not in outputs:
                 continue
-            consumers = [c for c in self.succ[job.id] if c in self.to_run and c not in self.done]
-            if not consumers:
+            readers = [self.nodes[c]["job"] for c in self.succ[job.id]
+                       if c in self.to_run and c not in self.done]
+            readers = [r for r in readers if any(i.lfn == f.lfn for i in r.inputs)]
+            if not readers or any(r.command is None for r in readers):
                 continue
             path = os.path.join(self.workdir, f.lfn)
             if chaos.corrupt_at_rest(path, job.id, self.attempts[job.id], f.lfn):
@@ -344,7 +354,8 @@ class LocalExecutor:
         """Rerun the producer of a corrupt intermediate; the consumer waits for it."""
         ref = self.plan.files.get(lfn)
         producer = ref.producer if ref is not None else None
-        if producer is None or producer not in self.nodes:
+        # A stage-in job whose source is corrupt cannot remake its own input.
+        if producer is None or producer == consumer or producer not in self.nodes:
             return False
         count = self.remakes.get(lfn, 0)
         if count >= MAX_REMAKES:
@@ -377,8 +388,14 @@ class LocalExecutor:
 
 
 def _pre_job_mismatch(record: dict[str, Any]) -> str | None:
+    """The input found corrupt where it lies, or None.
+
+    A failed ``stage-in`` comparison alone is a bad copy, not a bad source:
+    a plain retry cures it. The wrapper adds a failed ``source`` comparison
+    when the source itself does not match.
+    """
     for e in record.get("events") or ():
-        if e.get("stage") in ("pre-job", "stage-in") and e.get("kind") == "compare" and not e.get("ok"):
+        if e.get("stage") in ("pre-job", "source") and e.get("kind") == "compare" and not e.get("ok"):
             return e.get("file")
     return None
 

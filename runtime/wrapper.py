@@ -6,13 +6,15 @@ went); the local executor calls :func:`run_spec` in-process instead. It is
 also the project's one hashing helper, :func:`sha256_file`.
 
 Job spec (JSON object; ``path`` and ``source`` relative to ``cwd`` unless
-absolute; ``source`` may be a ``file://`` URL)::
+absolute; ``source`` may also be a ``file://``, ``http://`` or ``https://``
+URL)::
 
     {
       "version": 1,                          # required
       "job_id": "count[sample=A]",           # required
       "attempt": 1,                          # default 1
-      "command": "wc -l data/A.txt > …",     # required, run as /bin/sh -c COMMAND
+      "command": "wc -l data/A.txt > …",     # required, run as /bin/sh -c COMMAND;
+                                             # null: a transfer job (stage in, stage out)
       "cwd": "/abs/dir",                     # required, created if missing
       "integrity": "full" | "none",          # default "full"
       "staging": "shared" | "copy",          # default "shared"
@@ -35,10 +37,17 @@ Steps: (1) stage-in: copy each input with a source to a temporary name beside
 ``path`` and compare with its reference (a null reference is generated and
 reported); (3) run the command, stdin from /dev/null, after creating the
 outputs' directories and removing stale outputs; (4) every output must exist
-and is hashed; (5) stage-out: ``shared`` renames ``path`` to ``dest``;
-``copy`` copies to a temporary name beside ``dest``, hashes, compares, then
-renames all outputs once every copy is verified; (6) write the record.
-Nothing half-written or unverified ever sits under a final name.
+and is hashed; (5) stage-out: ``shared`` renames ``path`` to ``dest`` (a
+verified copy across file systems); ``copy`` copies to a temporary name
+beside ``dest``, hashes, compares, then renames all outputs once every copy
+is verified; (6) write the record.
+Nothing half-written or unverified ever sits under a final name. A missing
+input or source is an integrity error. ``integrity: "none"`` hashes nothing
+but still stages atomically and still requires every output.
+
+Exit codes (``EXIT_CODES[record["status"]]`` in-process): 0 ok, 1 failed
+(the command's own code is in the record), 3 integrity, 4 missing-output,
+5 bad-spec (:func:`run_spec` raises SpecError instead).
 
 Provenance record (JSON, written atomically to ``record``, also returned)::
 
@@ -48,17 +57,20 @@ Provenance record (JSON, written atomically to ``record``, also returned)::
      "status": "ok" | "failed" | "integrity" | "missing-output" | "bad-spec",
      "message", "integrity", "staging",
      "files":  [{"lfn", "role": "input" | "output", "sha256", "size"}],
-     "events": [{"file", "stage": "stage-in" | "pre-job" | "output" | "stage-out",
+     "events": [{"file", "stage": "stage-in" | "source" | "pre-job" | "output"
+                          | "stage-out",   # source: re-hashed after a bad stage-in copy
                  "kind": "compare" | "generate", "expected", "actual", "ok",
                  "size", "seconds", "host"}],
      "chaos":  [{"kind", "file", "stage", …}],
      "totals": {"compare_count", "compare_seconds", "generate_count",
                 "generate_seconds", "bytes_hashed"}}
 
-An event with ``actual`` null means the file was missing. Chaos faults are
-drawn from ``random.Random`` seeded by sha256 of (seed, job_id, attempt,
-lfn, stage), so a run is reproducible; a fault is only injected where it
-can be seen (never into an empty file) and only ever into a copy.
+An event with ``actual`` null means the file was missing. Chaos harms only
+copies, at most one fault per copy: ``transfer`` flips a byte, ``truncate``
+cuts the copy short, ``silent`` leaves it empty. The dice are a
+``random.Random`` seeded by sha256 of (seed, job_id, attempt, lfn, stage),
+so a run is reproducible; no fault is injected where it could not show
+(an empty file).
 """
 
 from __future__ import annotations
@@ -412,7 +424,10 @@ class _Job:
                 raise _Stop(FAILED, f"{lfn}: cannot fetch {src}: {e}") from None
         else:
             _copy(src, dst_tmp)
-        self.inject(dst_tmp, lfn, stage)
+        if expected is not None or not self.s["full"]:
+            # With no reference (a URL fetched for the first time) this copy's
+            # checksum becomes the reference: a fault here could never be seen.
+            self.inject(dst_tmp, lfn, stage)
         if self.s["full"]:
             ev = self.hash_event(dst_tmp, lfn, stage, expected)
             if not ev["ok"]:

@@ -436,3 +436,55 @@ def test_sha256_file_matches_hashlib(tmp_path: Path, size: int) -> None:
     for chunk in (4096, wrapper.CHUNK_SIZE):
         digest, n, secs = sha256_file(p, chunk)
         assert (digest, n) == (sha(data), size) and secs >= 0
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path):
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path/www``; yields (dir, base URL)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_source_with_and_without_reference(tmp_path: Path, http_dir, monkeypatch) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    www, base = http_dir
+    (www / "A.txt").write_bytes(DATA)
+    for ref, status, injected in ((sha(DATA), "integrity", 1), (None, "ok", 0)):
+        d = tmp_path / f"ref-{ref is not None}"
+        d.mkdir()
+        spec = make_spec(d, "copy", chaos={"transfer": 1.0, "seed": 1})
+        spec["inputs"][0].update(source=f"{base}/A.txt", sha256=ref)
+        spec["outputs"] = [{"lfn": "n", "path": "n", "dest": None}]
+        spec["command"] = "wc -l < data/A.txt > n"
+        rec = run_spec(spec)
+        # With no reference the first copy's checksum becomes it, so no fault may be
+        # injected there: it could never be detected.
+        assert (rec["status"], len(rec["chaos"]), len(failed_events(rec))) == (
+            status,
+            injected,
+            injected,
+        )
+        if ref is None:
+            first = rec["events"][0]
+            assert (first["stage"], first["kind"], first["actual"]) == (
+                "stage-in",
+                "generate",
+                sha(DATA),
+            )

@@ -146,6 +146,11 @@ def run_workflow(
     except ChaosSpecError as e:
         print(f"error: --chaos: {e}", file=sys.stderr)
         return 2
+    if chaos_cfg is not None and integrity == "none":
+        # Nothing would catch the faults, and corrupt bytes would reach final outputs.
+        print("error: --chaos needs --integrity full: with no checks the faults would go unseen "
+              "and reach final outputs", file=sys.stderr)
+        return 2
     wd = str(Path(workdir).resolve())
     try:
         lock = RunLock(wd).__enter__()

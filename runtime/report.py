@@ -68,7 +68,7 @@ class PlainLines(Observer):
 
     def __init__(self, console: Console):
         self.console = console
-        self.done = 0
+        self.done_ids: set[str] = set()
         self.total = 0
 
     def run_started(self, plan: Plan, run_id: int, to_run: int) -> None:
@@ -79,11 +79,11 @@ class PlainLines(Observer):
     def job_finished(self, job: Job, attempt: int, record: dict[str, Any], outcome: str) -> None:
         """Print the attempt's outcome."""
         if outcome == OUTCOME_OK:
-            self.done += 1
+            self.done_ids.add(job.id)  # a remade job is counted once
         word = {OUTCOME_OK: "done", OUTCOME_RETRY: "retry", OUTCOME_REMAKE: "remake",
                 OUTCOME_FAILED: "FAILED"}[outcome]
         detail = "" if outcome == OUTCOME_OK else f": {record.get('status')}: {record.get('message') or ''}"
-        self.console.print(f"[{self.done}/{self.total}] {word} {escape(job.id)} (attempt {attempt}){escape(detail)}",
+        self.console.print(f"[{len(self.done_ids)}/{self.total}] {word} {escape(job.id)} (attempt {attempt}){escape(detail)}",
                            soft_wrap=True, highlight=False)
 
     def message(self, text: str) -> None:

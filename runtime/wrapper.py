@@ -130,6 +130,8 @@ RECORD_VERSION = 1
 CHUNK_SIZE = 1 << 20
 
 CHAOS_KINDS = ("transfer", "truncate", "silent")
+#: Copies tried per transfer before the attempt fails as an integrity error.
+TRANSFER_TRIES = 3
 _HEX = frozenset("0123456789abcdef")
 _tmp_ids = itertools.count()
 
@@ -380,14 +382,17 @@ class _Job:
         self.events.append(ev)
         return ev
 
-    def inject(self, path: str, lfn: str, stage: str) -> None:
+    def inject(self, path: str, lfn: str, stage: str, copy_try: int = 1) -> None:
         """Maybe corrupt the copy at ``path`` (chaos); record what was done."""
         chaos = self.s["chaos"]
         if chaos is None:
             return
         import random  # only chaos runs pay for it
 
-        key = json.dumps([chaos["seed"], self.s["job_id"], self.s["attempt"], lfn, stage])
+        fields = [chaos["seed"], self.s["job_id"], self.s["attempt"], lfn, stage]
+        if copy_try > 1:
+            fields.append(copy_try)
+        key = json.dumps(fields)
         rng = random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest(), "big"))
         # Draw every kind, always, so one kind's probability never shifts another's dice.
         draws = [(kind, rng.random()) for kind in CHAOS_KINDS]
@@ -416,30 +421,39 @@ class _Job:
     def verified_copy(
         self, src: str, dst_tmp: str, lfn: str, stage: str, expected: str | None
     ) -> str | None:
-        """Copy src to dst_tmp, maybe inject chaos, and (integrity full) verify the copy."""
-        if _is_url(src):
-            try:
-                _download(src, dst_tmp)
-            except OSError as e:  # URLError is an OSError
-                raise _Stop(FAILED, f"{lfn}: cannot fetch {src}: {e}") from None
-        else:
-            _copy(src, dst_tmp)
-        if expected is not None or not self.s["full"]:
-            # With no reference (a URL fetched for the first time) this copy's
-            # checksum becomes the reference: a fault here could never be seen.
-            self.inject(dst_tmp, lfn, stage)
-        if self.s["full"]:
+        """Copy src to dst_tmp, maybe inject chaos, and (integrity full) verify the copy.
+
+        A copy that does not match is made again, up to TRANSFER_TRIES times
+        (as pegasus-transfer does), each failure recorded; a source that does
+        not match its reference stops at once: copying it again cannot help.
+        """
+        for attempt in range(1, TRANSFER_TRIES + 1):
+            if _is_url(src):
+                try:
+                    _download(src, dst_tmp)
+                except OSError as e:  # URLError is an OSError
+                    raise _Stop(FAILED, f"{lfn}: cannot fetch {src}: {e}") from None
+            else:
+                _copy(src, dst_tmp)
+            if expected is not None or not self.s["full"]:
+                # With no reference (a URL fetched for the first time) this copy's
+                # checksum becomes the reference: a fault here could never be seen.
+                self.inject(dst_tmp, lfn, stage, attempt)
+            if not self.s["full"]:
+                return None
             ev = self.hash_event(dst_tmp, lfn, stage, expected)
-            if not ev["ok"]:
-                message = _mismatch(lfn, stage, ev)
-                if stage == "stage-in" and expected is not None and not _is_url(src):
-                    # Was it the transfer or the source? A corrupt source is
-                    # persistent (its producer must remake it); a bad copy is not.
-                    source_ev = self.hash_event(src, lfn, "source", expected)
-                    if not source_ev["ok"]:
-                        message = _mismatch(lfn, "source", source_ev)
-                raise _Stop(INTEGRITY, message)
-            return ev["actual"]
+            if ev["ok"]:
+                return ev["actual"]
+            message = _mismatch(lfn, stage, ev)
+            if stage == "stage-in" and expected is not None and not _is_url(src):
+                # Was it the transfer or the source? A corrupt source is
+                # persistent (its producer must remake it); a bad copy is not.
+                source_ev = self.hash_event(src, lfn, "source", expected)
+                if not source_ev["ok"]:
+                    raise _Stop(INTEGRITY, _mismatch(lfn, "source", source_ev))
+            if attempt == TRANSFER_TRIES:
+                raise _Stop(INTEGRITY, f"{message}, {TRANSFER_TRIES} copies tried")
+            _unlink(dst_tmp)
         return None
 
     def stage_in(self) -> None:

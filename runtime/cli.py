@@ -140,6 +140,7 @@ def run(
     force: Annotated[list[str] | None, typer.Option("--force", help="Rerun the job making TARGET (repeatable).")] = None,
     chaos: Annotated[str | None, typer.Option("--chaos", help="Inject faults: kind=probability,… (transfer, truncate, silent, rest).")] = None,
     chaos_seed: Annotated[int, typer.Option("--chaos-seed", help="Seed for --chaos.")] = 0,
+    resources: Annotated[list[str] | None, typer.Option("--resources", help="Budget for rules' resources: NAME=N (repeatable; mem_mb defaults to the machine's memory).")] = None,
 ) -> None:
     """Plan and run the workflow (WFFILE defaults to ./Wffile)."""
     workdir = _directory(directory)
@@ -157,12 +158,18 @@ def run(
             from .dryrun import show_dry_run
             show_dry_run(plan, _stdout(), verbose=verbose)
         raise typer.Exit(EXIT_OK)
+    budgets: dict[str, int] = {}
+    for item in resources or []:
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit():
+            raise fail(f"--resources expects NAME=N with N a whole number, got {item!r}")
+        budgets[name] = int(value)
     from .execute import run_workflow
     code = run_workflow(
         workflow, workdir, targets,
         cores=cores or os.cpu_count() or 1, integrity=integrity.value, staging=staging.value,
         retries=retries, keep_going=keep_going, forcerun=forcerun or [], force=force or [],
-        chaos=chaos, chaos_seed=chaos_seed, console=_stdout(),
+        chaos=chaos, chaos_seed=chaos_seed, resources=budgets, console=_stdout(),
     )
     raise typer.Exit(code)
 

@@ -25,7 +25,7 @@ from planner.resolve import build_plan
 from .chaos import Chaos, ChaosSpecError
 from .db import Database, DatabaseOracle, db_path
 from .events import Observer, RunSummary
-from .local import LocalExecutor, Options
+from .local import LocalExecutor, Options, default_resources, oversized
 
 
 class DirectoryBusy(Exception):
@@ -137,6 +137,7 @@ def run_workflow(
     force: Sequence[str] = (),
     chaos: str | None = None,
     chaos_seed: int = 0,
+    resources: dict[str, int] | None = None,
     console: Any = None,
     observers: Sequence[Observer] | None = None,
 ) -> int:
@@ -168,6 +169,13 @@ def run_workflow(
         except WffileError as e:
             print(e.render(), file=sys.stderr)
             return 2
+        budgets = {**default_resources(), **(resources or {})}
+        too_big = oversized(plan, budgets)
+        if too_big:
+            print("error: " + "\nerror: ".join(too_big[:10])
+                  + "\n(give more with --resources NAME=N, or lower the rule's resources:)", file=sys.stderr)
+            db.close()
+            return 2
         if observers is None:
             from .report import default_observers
             observers = default_observers(console)
@@ -187,7 +195,8 @@ def run_workflow(
                               plan.decisions[j.id].reason.text) for j in plan.jobs()))
         db.commit()
         refs = initial_refs(plan, db, oracle)
-        executor = LocalExecutor(plan, db, run_id, Options(cores, integrity, staging, keep_going, chaos_cfg),
+        executor = LocalExecutor(plan, db, run_id, Options(cores, integrity, staging, keep_going, chaos_cfg,
+                                                           tuple(budgets.items())),
                                  observers, refs)
         summary: RunSummary = executor.run()
         if summary.exit_code == 0:

@@ -299,7 +299,7 @@ def _inspect_docker(tf, members, path: str) -> ImageInfo:
     )
 
 
-def _blob(tf, members, desc: object, what: str, path: str) -> tuple[bytes, str]:
+def _blob(tf, members, desc: object, what: str, path: str) -> bytes:
     if not isinstance(desc, dict):
         raise ImageError(f"{path}: {what}: descriptor must be a JSON object, found {desc!r}")
     digest = desc.get("digest")
@@ -312,7 +312,7 @@ def _blob(tf, members, desc: object, what: str, path: str) -> tuple[bytes, str]:
         raise ImageError(
             f"{path}: {what} {name}: size {len(data)} does not match its descriptor's {desc['size']}"
         )
-    return data, name
+    return data
 
 
 def _pick(index: object, what: str, path: str) -> dict:
@@ -344,19 +344,20 @@ def _inspect_oci(tf, members, path: str) -> ImageInfo:
     index = _json(_read_small(tf, members, "index.json", "index", path), "index.json", path)
     desc = _pick(index, "index.json", path)
     tags = ()
-    for _ in range(3):
+    for _depth in range(3):
         ref = (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name")
         tags = (ref,) if isinstance(ref, str) else tags
-        raw, _ = _blob(tf, members, desc, "manifest", path)
-        if desc.get("mediaType") not in _INDEX_TYPES:
+        raw = _blob(tf, members, desc, "manifest", path)
+        manifest = _json(raw, f"manifest {desc['digest']}", path)
+        nested = isinstance(manifest, dict) and "manifests" in manifest and "layers" not in manifest
+        if desc.get("mediaType") not in _INDEX_TYPES and not nested:
             break
-        desc = _pick(_json(raw, "image index", path), f"image index {desc['digest']}", path)
+        desc = _pick(manifest, f"image index {desc['digest']}", path)
     else:
         raise ImageError(f"{path}: image indexes nested more than 3 deep")
-    manifest = _json(raw, "the manifest", path)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), list):
         raise ImageError(f"{path}: the manifest {desc['digest']} has no 'layers' list")
-    config_raw, _ = _blob(tf, members, manifest.get("config"), "config", path)
+    config_raw = _blob(tf, members, manifest.get("config"), "config", path)
     layers, digests = [], []
     for i, ld in enumerate(manifest["layers"]):
         if not isinstance(ld, dict):

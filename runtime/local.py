@@ -53,6 +53,27 @@ class Options:
     staging: str = "shared"
     keep_going: bool = False
     chaos: Chaos | None = None
+    #: Budgets for rules' ``resources:`` (e.g. mem_mb); a resource without a
+    #: budget is not limited.
+    resources: tuple[tuple[str, int], ...] = ()
+
+
+def default_resources() -> dict[str, int]:
+    """The machine's memory as the ``mem_mb`` budget."""
+    try:
+        return {"mem_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)}
+    except (ValueError, OSError):
+        return {}
+
+
+def oversized(plan: Plan, budgets: dict[str, int]) -> list[str]:
+    """Jobs that need more of a resource than the whole budget (they could never start)."""
+    out = []
+    for job in plan.to_run():
+        for name, amount in job.resources:
+            if name in budgets and amount > budgets[name]:
+                out.append(f"{job.id} needs {name}={amount}, but only {budgets[name]} is available")
+    return out
 
 
 def job_key(job_id: str) -> str:
@@ -115,6 +136,7 @@ class LocalExecutor:
         start = time.time()
         self._emit("run_started", self.plan, self.run_id, len(self.to_run))
         budget = self.opt.cores
+        free = dict(self.opt.resources)
         running: dict[Future, tuple[str, int, int, dict[str, Any]]] = {}
         stop = False
         with ThreadPoolExecutor(max_workers=max(1, self.opt.cores)) as pool:
@@ -123,10 +145,15 @@ class LocalExecutor:
                     _, _, jid = self.ready[0]
                     job: Job = self.nodes[jid]["job"]
                     need = min(max(job.threads, 1), self.opt.cores)
-                    if need > budget:
+                    # Strict priority order: the best ready job waits for room
+                    # rather than being overtaken by smaller ones.
+                    if need > budget or any(free.get(r, n) < n for r, n in job.resources):
                         break
                     heapq.heappop(self.ready)
                     budget -= need
+                    for r, n in job.resources:
+                        if r in free:
+                            free[r] -= n
                     attempt = self.attempts.get(jid, 0) + 1
                     self.attempts[jid] = attempt
                     spec, ctx = self._spec(job, attempt)
@@ -139,6 +166,9 @@ class LocalExecutor:
                 for fut in finished:
                     jid, attempt, need, ctx = running.pop(fut)
                     budget += need
+                    for r, n in self.nodes[jid]["job"].resources:
+                        if r in free:
+                            free[r] += n
                     try:
                         record = fut.result()
                     except Exception as e:  # the wrapper itself broke: a failed attempt, kept

@@ -31,63 +31,75 @@ class JobFiles:
     log: Files
 
 
+Piece = Callable[[JobFiles, Mapping[str, str]], str]
+
+
 class RuleCommands:
-    """The rule's shell and message templates, parsed once and rendered per job."""
+    """The rule's shell and message templates, compiled once and rendered per job.
+
+    Each ``{field}`` becomes a small function of (files, wildcards), so that
+    rendering a job is one join: this runs once per job of million-job plans.
+    """
 
     def __init__(self, rule: Rule):
         self.rule = rule
-        self.shell = parse_template(rule.shell) if rule.shell is not None else None
-        self.message = parse_template(rule.message) if rule.message is not None else None
         self.params: dict[str, Any] = {p.name: _compile_param(p.value) for p in rule.params}
         self.resources = dict(rule.resources)
+        self.shell = self._compile(parse_template(rule.shell), shlex.quote) \
+            if rule.shell is not None else None
+        self.message = self._compile(parse_template(rule.message), str) \
+            if rule.message is not None else None
 
     def render_shell(self, files: JobFiles, wildcards: Mapping[str, str]) -> str | None:
         """The job's command; None when the rule has no ``shell:``."""
         if self.shell is None:
             return None
-        return self._render(self.shell, files, wildcards, shlex.quote)
+        return "".join([p if p.__class__ is str else p(files, wildcards) for p in self.shell])
 
     def render_message(self, files: JobFiles, wildcards: Mapping[str, str]) -> str | None:
         """The job's message (values not quoted: it is shown, never run)."""
         if self.message is None:
             return None
-        return self._render(self.message, files, wildcards, str)
+        return "".join([p if p.__class__ is str else p(files, wildcards) for p in self.message])
 
-    def _render(self, parts: tuple[str | Field, ...], files: JobFiles,
-                wildcards: Mapping[str, str], quote: Callable[[str], str]) -> str:
-        out: list[str] = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            root = part.root
-            if root in ("input", "output", "log"):
+    def _compile(self, parts: tuple[str | Field, ...], quote: Callable[[str], str]) -> list[str | Piece]:
+        return [part if isinstance(part, str) else self._piece(part, quote) for part in parts]
+
+    def _piece(self, part: Field, quote: Callable[[str], str]) -> Piece:
+        root, attr, index = part.root, part.attr, part.index
+        if root in ("input", "output", "log"):
+            def files_piece(files: JobFiles, wildcards: Mapping[str, str]) -> str:
                 groups: Files = getattr(files, root)
-                if part.attr is not None:
-                    values = next(v for n, v in groups if n == part.attr)
+                if attr is not None:
+                    values = next(v for n, v in groups if n == attr)
+                elif len(groups) == 1:
+                    values = groups[0][1]
                 else:
                     values = [v for _, vs in groups for v in vs]
-                if part.index is not None:
-                    out.append(quote(values[part.index]))
-                elif len(values) == 1:
-                    out.append(quote(values[0]))
-                else:
-                    out.append(" ".join(map(quote, values)))
-            elif root == "wildcards":
-                out.append(quote(wildcards[part.attr]))  # type: ignore[index]
-            elif root == "threads":
-                out.append(str(self.rule.threads))
-            elif root == "resources":
-                out.append(str(self.resources[part.attr]))
-            elif root == "params":
-                value = _param_value(self.params[part.attr], wildcards)  # type: ignore[index]
-                if isinstance(value, list):
-                    if part.index is not None:
-                        value = [value[part.index]]
-                    out.append(" ".join(quote(_scalar(v)) for v in value))
-                else:
-                    out.append(quote(_scalar(value)))
-        return "".join(out)
+                if index is not None:
+                    return quote(values[index])
+                if len(values) == 1:
+                    return quote(values[0])
+                return " ".join(map(quote, values))
+            return files_piece
+        if root == "wildcards":
+            return lambda files, wildcards: quote(wildcards[attr])  # type: ignore[index]
+        if root == "threads":
+            text = str(self.rule.threads)
+            return lambda files, wildcards: text
+        if root == "resources":
+            text = str(self.resources[attr])
+            return lambda files, wildcards: text
+        param = self.params[attr]  # type: ignore[index]
+
+        def param_piece(files: JobFiles, wildcards: Mapping[str, str]) -> str:
+            value = _param_value(param, wildcards)
+            if isinstance(value, list):
+                if index is not None:
+                    value = [value[index]]
+                return " ".join(quote(_scalar(v)) for v in value)
+            return quote(_scalar(value))
+        return param_piece
 
 
 def _compile_param(value: Any) -> Any:

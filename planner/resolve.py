@@ -279,7 +279,7 @@ class Resolver:
             return self.producer_of[lfn]
         hits = self.index.lookup(lfn)
         if hits:
-            rules = {h[0].rule_index for h in hits}
+            rules = {h[0].rule_index for h in hits} if len(hits) > 1 else ()
             if len(rules) > 1:
                 names = [self.rules[i].rule for i in sorted(rules)]
                 where = ", ".join(f"'{r.name}' ({r.where('output')})" for r in names)

@@ -101,6 +101,8 @@ class OutputPattern:
     value_index: int
     template: Template
     regex: re.Pattern[str] | None
+    temp: bool = False
+    protected: bool = False
 
 
 class OutputIndex:

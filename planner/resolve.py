@@ -35,6 +35,7 @@ MAX_ERRORS = 20
 
 _SAFE_VALUE = re.compile(r"[^,=\[\]\"\\]*")
 _UNKNOWN = object()
+_TRACK_DEPTH = 3
 
 
 @dataclass(slots=True)
@@ -133,7 +134,8 @@ class Resolver:
                     if not comp.wildcards:
                         comp.wildcards = t.wildcards
                     rx = t.regex(constraints) if t.wildcards else None
-                    patterns.append(OutputPattern(i, k, j, t, rx))
+                    flag = comp.outputs[k][0].flag(j)
+                    patterns.append(OutputPattern(i, k, j, t, rx, flag == TEMP, flag == PROTECTED))
             self.rules.append(comp)
         self.by_name = {c.rule.name: c for c in self.rules}
         self.index = OutputIndex(patterns)
@@ -144,6 +146,7 @@ class Resolver:
         self.queue: deque[tuple[_CompiledRule, dict[str, str], int, str | None]] = deque()
         self.seen: set[str] = set()
         self.parent: dict[str, str | None] = {}
+        self._shallow: str | None = None
 
     # -- targets -------------------------------------------------------------
     def request(self, targets: Sequence[str]) -> list[str]:
@@ -182,7 +185,10 @@ class Resolver:
         jid = _job_id(comp, wildcards)
         if jid not in self.seen:
             self.seen.add(jid)
-            self.parent[jid] = parent
+            if depth <= _TRACK_DEPTH:  # only for the "feeds itself forever" error
+                self.parent[jid] = parent
+                if depth == _TRACK_DEPTH:
+                    self._shallow = jid
             self.queue.append((comp, wildcards, depth, jid))
         return jid
 
@@ -290,8 +296,7 @@ class Resolver:
             pattern, wildcards = hits[0]
             comp = self.rules[pattern.rule_index]
             jid = self._enqueue(comp, wildcards, depth, consumer)
-            flag = comp.outputs[pattern.item_index][0].flag(pattern.value_index)
-            self.files[lfn] = FileRef(lfn, None, jid, flag == TEMP, flag == PROTECTED)
+            self.files[lfn] = FileRef(lfn, None, jid, pattern.temp, pattern.protected)
             self.producer_of[lfn] = jid
             return jid
         # A raw input: a replica entry, or a file that is already there.
@@ -332,13 +337,15 @@ class Resolver:
 
     def _too_deep(self, comp: _CompiledRule, jid: str | None) -> None:
         # ``jid`` is queued but not expanded yet: it has no Job, so the rule
-        # comes from the queue entry. The chain is shown from the target
-        # end, where the ids are still short enough to read.
+        # comes from the queue entry. The chain is shown from the target end,
+        # where the ids are still short enough to read: parents are only
+        # remembered for the first levels of the walk.
         chain = []
+        jid = self._shallow
         while jid is not None:
             chain.append(jid)
             jid = self.parent.get(jid)
-        shown = " <- ".join(reversed(chain[-4:]))
+        shown = " <- ".join(reversed(chain))
         self.errors.add(comp.rule.where("input"),
                         f"dependency chain deeper than {MAX_DEPTH} jobs: rule '{comp.rule.name}' seems to "
                         f"make its own input forever ({shown} <- …)")

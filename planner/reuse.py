@@ -60,24 +60,52 @@ class ReuseOracle(Protocol):
 
 
 class FilesystemOracle:
-    """Existence only: a present output is reused. No checksums, no records."""
+    """Existence only: a present output is reused. No checksums, no records.
+
+    Presence is answered from one listing per directory (a million outputs
+    in a few directories cost a few ``scandir`` calls, not a million
+    ``stat`` calls); a directory that does not exist answers for all its
+    files at once. Listings are taken once per plan.
+    """
 
     def __init__(self, workdir: str):
         self.workdir = workdir
         self._prefix = os.path.join(workdir, "")
+        self._listings: dict[str, dict[str, bool] | None] = {}
 
     def present(self, lfn: str) -> bool:
         """True if the file exists under the working directory."""
-        return os.path.exists(self._prefix + lfn)
+        head, _, name = lfn.rpartition("/")
+        if not name or name in (".", "..") or "//" in lfn or "/./" in lfn or "/../" in lfn:
+            return os.path.exists(self._prefix + lfn)  # unusual spelling: ask the OS
+        listing = self._listings.get(head, _UNLISTED)
+        if listing is _UNLISTED:
+            listing = self._listings[head] = _list(self._prefix + head if head else self.workdir)
+        if listing is None:
+            return False
+        link = listing.get(name)
+        if link is None:
+            return False
+        # A symlink counts only if what it points at exists, as os.path.exists says.
+        return os.path.exists(self._prefix + lfn) if link else True
 
     def stale(self, job: Job) -> Reason | None:
         """Never stale: without a database there is nothing to compare with."""
         return None
 
 
-def self_recorded(oracle: ReuseOracle, job: Job) -> bool:
-    """Whether the oracle keeps records (so a job with every output gone may be stale)."""
-    return getattr(oracle, "keeps_records", False)
+_UNLISTED: dict[str, bool] = {}
+
+
+def _list(directory: str) -> dict[str, bool] | None:
+    """Names in ``directory`` (True for symlinks), or None if it is not there."""
+    try:
+        with os.scandir(directory) as it:
+            return {e.name: e.is_symlink() for e in it}
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return None
 
 
 _RUN, _MISSING, _OK = 0, 1, 2
@@ -100,6 +128,7 @@ def decide(
     nodes = graph._node
     pred = graph._pred
     succ = graph._succ
+    records = getattr(oracle, "keeps_records", False)
     state: dict[str, int] = {}
     reason: dict[str, Reason] = {}
     missing: dict[str, frozenset[str]] = {}
@@ -149,7 +178,7 @@ def decide(
         # finished run still has a record saying what it was made from, and
         # a changed command or input must still make the job (and all that
         # was made from it) run again.
-        why = oracle.stale(job) if len(gone_files) < len(job.outputs) or self_recorded(oracle, job) else None
+        why = oracle.stale(job) if records or len(gone_files) < len(job.outputs) else None
         if why is not None:
             state[jid], reason[jid] = _RUN, why
         elif gone_files:

@@ -33,6 +33,7 @@ from planner.plan import (
     JobKind,
     Reason,
 )
+from planner.reuse import FilesystemOracle
 
 from .wrapper import sha256_file
 
@@ -277,7 +278,7 @@ class Database:
         return self.conn.execute(sql, args).fetchall()
 
 
-class DatabaseOracle:
+class DatabaseOracle(FilesystemOracle):
     """The planner's reuse interface over recorded checksums (see planner.reuse).
 
     Outputs are reused only when their checksums match what was recorded when
@@ -288,14 +289,10 @@ class DatabaseOracle:
     keeps_records = True
 
     def __init__(self, db: Database, workdir: str, replicas: dict[str, str | None] | None = None):
+        super().__init__(workdir)
         self.db = db
-        self.workdir = workdir
         self.replicas = replicas or {}
         self._current: dict[str, str | None] = {}
-
-    def present(self, lfn: str) -> bool:
-        """True if the file exists under the working directory."""
-        return os.path.exists(os.path.join(self.workdir, lfn))
 
     def current_sha(self, lfn: str) -> str | None:
         """The file's checksum now: recorded if its fingerprint is unchanged, else hashed."""

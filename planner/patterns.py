@@ -103,6 +103,18 @@ class OutputPattern:
     regex: re.Pattern[str] | None
     temp: bool = False
     protected: bool = False
+    #: The wildcard's name when the pattern is ``prefix{w}suffix`` with the
+    #: default constraint: matching is then slicing, no regex needed.
+    simple: str | None = None
+
+
+def simple_wildcard(t: Template, constraints: Mapping[str, str]) -> str | None:
+    """The single unconstrained wildcard of ``t``, if that is all it has."""
+    fields = [p for p in t.parts if isinstance(p, tuple)]
+    if len(fields) != 1 or t.inline:
+        return None
+    name = fields[0][0]
+    return None if name in constraints else name
 
 
 class OutputIndex:
@@ -131,7 +143,14 @@ class OutputIndex:
             if length > n:
                 break
             for p in by_prefix.get(path[:length], ()):
-                if p.template.suffix and not path.endswith(p.template.suffix):
+                suffix = p.template.suffix
+                if suffix and not path.endswith(suffix):
+                    continue
+                if p.simple is not None:
+                    # ``.+`` between a matched prefix and suffix: any non-empty middle.
+                    end = n - len(suffix)
+                    if end > length:
+                        hits.append((p, {p.simple: path[length:end]}))
                     continue
                 m = p.regex.match(path)  # type: ignore[union-attr]
                 if m is not None:

@@ -1,7 +1,12 @@
 """The executable plan: jobs, files, the DAG, and why each job runs or not.
 
-This is the one structure every backend consumes (ARCHITECTURE.md). Jobs
-and files are frozen dataclasses; the graph is a networkx DiGraph whose
+This is the one structure every backend consumes (ARCHITECTURE.md). Jobs,
+files, reasons and decisions are immutable NamedTuples rather than frozen
+dataclasses: a plan makes one of each per job, and a 16-field frozen
+dataclass took 7 µs to build here (its ``__init__`` calls
+``object.__setattr__`` per field) against under 3 µs for a NamedTuple:
+seconds of a million-job plan. The plan itself is a frozen dataclass. The
+graph is a networkx DiGraph whose
 nodes are job ids (with the Job under the ``job`` attribute) and whose
 edges point from producer to consumer. A backend adds no jobs of its own.
 """
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import networkx as nx
 
@@ -28,8 +33,7 @@ class JobKind(StrEnum):
     CLEANUP = "cleanup"
 
 
-@dataclass(frozen=True, slots=True)
-class FileRef:
+class FileRef(NamedTuple):
     """A file the plan touches, by logical name (a path under the working dir).
 
     ``sha256`` is the reference checksum known at plan time (from a replica
@@ -44,8 +48,7 @@ class FileRef:
     protected: bool = False
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Job:
+class Job(NamedTuple):
     """One node of the plan.
 
     ``command`` is already formatted, every substituted value shell-quoted.
@@ -111,8 +114,7 @@ def reason_label(code: str) -> str:
     return _TEXT[code].replace(" {}", "").replace("{} ", "")
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
+class Reason(NamedTuple):
     """Why a job runs or is pruned: a code and the file it concerns."""
 
     code: str
@@ -124,8 +126,7 @@ class Reason:
         return _TEXT[self.code].format(self.subject)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Whether a job runs, and why."""
 
     run: bool

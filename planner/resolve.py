@@ -23,7 +23,7 @@ from dsl.errors import Diagnostic, SourcePos, WffileError, did_you_mean
 from dsl.model import PROTECTED, TEMP, Item, Rule, Workflow
 
 from .commands import JobFiles, RuleCommands
-from .patterns import OutputIndex, OutputPattern, Template, compile_template
+from .patterns import OutputIndex, OutputPattern, Template, compile_template, simple_wildcard
 from .plan import FileRef, Job, JobKind, Plan
 from .reuse import FilesystemOracle, ReuseOracle, decide
 
@@ -135,7 +135,8 @@ class Resolver:
                         comp.wildcards = t.wildcards
                     rx = t.regex(constraints) if t.wildcards else None
                     flag = comp.outputs[k][0].flag(j)
-                    patterns.append(OutputPattern(i, k, j, t, rx, flag == TEMP, flag == PROTECTED))
+                    patterns.append(OutputPattern(i, k, j, t, rx, flag == TEMP, flag == PROTECTED,
+                                                  simple_wildcard(t, constraints)))
             self.rules.append(comp)
         self.by_name = {c.rule.name: c for c in self.rules}
         self.index = OutputIndex(patterns)
@@ -260,7 +261,7 @@ class Resolver:
             id=jid,
             kind=JobKind.COMPUTE,
             rule=rule.name,
-            wildcards=tuple((w, wildcards[w]) for w in comp.wildcards),
+            wildcards=tuple([(w, wildcards[w]) for w in comp.wildcards]),
             command=comp.commands.render_shell(files, wildcards),
             inputs=tuple(inputs),
             outputs=tuple(outputs),

@@ -112,6 +112,8 @@ _RUN, _MISSING, _OK = 0, 1, 2
 _PRESENT = Reason(PRUNE_PRESENT)
 _NOT_NEEDED = Reason(PRUNE_NOT_NEEDED)
 _FORCED = Reason(RUN_FORCED)
+_PRUNED_PRESENT = Decision(False, _PRESENT)
+_PRUNED_NOT_NEEDED = Decision(False, _NOT_NEEDED)
 
 
 def decide(
@@ -131,7 +133,7 @@ def decide(
     records = getattr(oracle, "keeps_records", False)
     state: dict[str, int] = {}
     reason: dict[str, Reason] = {}
-    missing: dict[str, frozenset[str]] = {}
+    missing: dict[str, tuple[str, ...]] = {}
     input_sets: dict[str, frozenset[str]] = {}
 
     def consumed(child: str, candidates: Collection[str]) -> str | None:
@@ -173,17 +175,21 @@ def decide(
             else:
                 state[jid], reason[jid] = _OK, _PRESENT
             continue
-        gone_files = [f.lfn for f in job.outputs if not oracle.present(f.lfn)]
+        outs = job.outputs
+        if len(outs) == 1:
+            gone_files = () if oracle.present(outs[0].lfn) else (outs[0].lfn,)
+        else:
+            gone_files = tuple([f.lfn for f in outs if not oracle.present(f.lfn)])
         # Asked even when outputs are gone: a temp() output removed after a
         # finished run still has a record saying what it was made from, and
         # a changed command or input must still make the job (and all that
         # was made from it) run again.
-        why = oracle.stale(job) if records or len(gone_files) < len(job.outputs) else None
+        why = oracle.stale(job) if records or len(gone_files) < len(outs) else None
         if why is not None:
             state[jid], reason[jid] = _RUN, why
         elif gone_files:
             state[jid], reason[jid] = _MISSING, Reason(RUN_OUTPUT_MISSING, gone_files[0])
-            missing[jid] = frozenset(gone_files)
+            missing[jid] = gone_files
         else:
             state[jid], reason[jid] = _OK, _PRESENT
 
@@ -197,19 +203,32 @@ def decide(
             return next(iter(gone))  # the edge itself says child reads it
         return consumed(child, gone)
 
+    # A job pass 2 turns on remakes files that reused jobs were made from:
+    # those must run too (the worklist below). Parents are decided after
+    # their children here, so only such jobs need the second look.
+    work: list[str] = []
     for jid in reversed(order):
         st = state[jid]
         if st == _RUN:
-            go = True
-        elif st == _MISSING:
-            go = jid in roots or any(run[c] and needed_by(c, jid) is not None for c in succ[jid])
-        else:
-            go = False
+            run[jid] = True
+            continue
+        if st == _OK:
+            run[jid] = False
+            continue
+        go = jid in roots
+        if not go:
+            all_gone = len(missing[jid]) == len(nodes[jid]["job"].outputs)
+            for c in succ[jid]:
+                if run[c] and (all_gone or needed_by(c, jid) is not None):
+                    go = True
+                    break
         run[jid] = go
+        if go:
+            for c in succ[jid]:
+                if not run[c]:
+                    work.append(jid)
+                    break
 
-    # A job pass 2 turned on remakes files that reused jobs were made from:
-    # those run too, and what they read that is missing must be remade.
-    work = [jid for jid in order if run[jid] and state[jid] == _MISSING]
     while work:
         jid = work.pop()
         outs = nodes[jid]["job"].outputs
@@ -225,5 +244,14 @@ def decide(
                     work.append(parent)
     # A pruned job with a missing output keeps "output missing" in ``reason``
     # until here, in case the worklist turned it on after all.
-    return {jid: Decision(run[jid], reason[jid] if run[jid] or state[jid] != _MISSING else _NOT_NEEDED)
-            for jid in order}
+    decisions: dict[str, Decision] = {}
+    for jid in order:
+        if run[jid]:
+            decisions[jid] = Decision(True, reason[jid])
+        elif state[jid] == _MISSING:
+            decisions[jid] = _PRUNED_NOT_NEEDED
+        elif reason[jid] is _PRESENT:
+            decisions[jid] = _PRUNED_PRESENT
+        else:
+            decisions[jid] = Decision(False, reason[jid])
+    return decisions

@@ -10,6 +10,7 @@ inputs, paths outside the working directory.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import posixpath
 import re
@@ -71,6 +72,28 @@ def _job_id(comp: _CompiledRule, wildcards: dict[str, str]) -> str:
 def stage_in_id(lfn: str) -> str:
     """The id of the stage-in job of a replica."""
     return f"stage_in[{lfn}]"
+
+
+def container_stage_in_id(name: str) -> str:
+    """The id of the job that stages a container image."""
+    return f"container_stage_in[{name}]"
+
+
+#: Where staged images live, under the working directory.
+IMAGES_DIR = ".wf/images"
+
+
+def container_lfn(name: str, source: str) -> str:
+    """The staged image's file name: ``.wf/images/NAME/BASENAME``."""
+    base = posixpath.basename(source.split("?", 1)[0].rstrip("/")) or "image"
+    return f"{IMAGES_DIR}/{name}/{base}"
+
+
+def _image_name(source: str) -> str:
+    """A name for an image given by path or URL in a rule (no declaration)."""
+    base = posixpath.basename(source.split("?", 1)[0].rstrip("/")) or "image"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
+    return f"{stem}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
 
 
 def _json(value: str) -> str:
@@ -210,7 +233,7 @@ class Resolver:
         if comp.out_flags is None:
             comp.out_flags = [[(t, item.flag(j) == TEMP, item.flag(j) == PROTECTED)
                                for j, t in enumerate(temps)] for item, temps in comp.outputs]
-            comp.container = _container_of(rule)
+            comp.container = self._container_stage_in(rule)
             comp.retries = rule.retries if rule.retries is not None else self.default_retries
         out_groups: list[tuple[str | None, list[str]]] = []
         outputs: list[FileRef] = []
@@ -278,6 +301,9 @@ class Resolver:
         add_edge = self.graph.add_edge
         for p in parents:
             add_edge(p, jid)
+        if comp.container is not None:
+            # The image is data: its stage-in job comes before every job that runs in it.
+            add_edge(self.files[comp.container].producer, jid)
 
     def _producer(self, lfn: str, rule: Rule | None, pos: SourcePos | None, depth: int,
                   consumer: str | None = None) -> str | None:
@@ -328,6 +354,30 @@ class Resolver:
         self.producer_of[lfn] = producer
         return producer
 
+    def _container_stage_in(self, rule: Rule) -> str | None:
+        """The staged image file of the rule's container (its stage-in job made once)."""
+        ref = rule.container
+        if ref is None:
+            return None
+        if ref.name is not None:
+            decl = self.wf.containers[ref.name]
+            name, source, sha = decl.name, decl.image, decl.sha256
+        else:
+            source, sha = ref.image or "", None
+            name = _image_name(source)
+        lfn = container_lfn(name, source)
+        if lfn not in self.files:
+            jid = container_stage_in_id(name)
+            out = FileRef(lfn, sha, jid)
+            self.graph.add_node(jid, job=Job(
+                id=jid, kind=JobKind.CONTAINER_STAGE_IN, rule=None, wildcards=(), command=None,
+                inputs=(), outputs=(out,), local=True, source=source,
+                retries=max(self.default_retries, 0),
+            ))
+            self.files[lfn] = out
+            self.producer_of[lfn] = jid
+        return lfn
+
     def _in_place(self, url: str, lfn: str) -> bool:
         """Whether a replica's url is the file in the working directory (nothing to copy)."""
         source = _local_source(url)
@@ -368,12 +418,6 @@ class Resolver:
         rules = sorted({self.graph.nodes[u]["job"].rule for u, _ in cycle})
         raise WffileError.at(comp.rule.where("input"),
                              f"cycle: {' -> '.join(files + files[:1])} (rules {', '.join(rules)})")
-
-
-def _container_of(rule: Rule) -> str | None:
-    if rule.container is None:
-        return None
-    return rule.container.name or rule.container.image
 
 
 def _local_source(url: str | None) -> str | None:

@@ -47,6 +47,11 @@ class Staging(StrEnum):
     copy = "copy"
 
 
+class ContainerRuntime(StrEnum):
+    bwrap = "bwrap"
+    podman = "podman"
+
+
 class DagFormat(StrEnum):
     text = "text"
     dot = "dot"
@@ -140,6 +145,7 @@ def run(
     force: Annotated[list[str] | None, typer.Option("--force", help="Rerun the job making TARGET (repeatable).")] = None,
     chaos: Annotated[str | None, typer.Option("--chaos", help="Inject faults: kind=probability,… (transfer, truncate, silent, rest).")] = None,
     chaos_seed: Annotated[int, typer.Option("--chaos-seed", help="Seed for --chaos.")] = 0,
+    container_runtime: Annotated[ContainerRuntime, typer.Option("--container-runtime", help="Run container jobs with bubblewrap (default) or podman.")] = ContainerRuntime.bwrap,
     resources: Annotated[list[str] | None, typer.Option("--resources", help="Budget for rules' resources: NAME=N (repeatable; mem_mb defaults to the machine's memory).")] = None,
 ) -> None:
     """Plan and run the workflow (WFFILE defaults to ./Wffile)."""
@@ -147,10 +153,15 @@ def run(
     workflow, targets = load(args or [], workdir, config or [])
     if backend is not Backend.local and not dry_run:
         raise fail("the condor backend is not available yet: use 'wf run' (local)")
-    oracle = _oracle(workdir, readonly=True) if dry_run else None
+    oracle = _oracle(workdir, workflow) if dry_run else None
     plan = plan_workflow(workflow, workdir, targets, oracle=oracle, forcerun=forcerun,
                          force=force, retries=retries)
     if dry_run:
+        from .containers import container_problems
+        problems = [d for d in container_problems(plan, container_runtime.value) if d.pos is not None]
+        if problems:  # a .sif that cannot run here is a planning error, even in a dry run
+            print("\n".join(d.render() for d in problems), file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE)
         if json_out:
             from .planjson import write_plan_json
             write_plan_json(plan, sys.stdout)
@@ -169,18 +180,16 @@ def run(
         workflow, workdir, targets,
         cores=cores or os.cpu_count() or 1, integrity=integrity.value, staging=staging.value,
         retries=retries, keep_going=keep_going, forcerun=forcerun or [], force=force or [],
-        chaos=chaos, chaos_seed=chaos_seed, resources=budgets, console=_stdout(),
+        chaos=chaos, chaos_seed=chaos_seed, resources=budgets,
+        container_runtime=container_runtime.value, console=_stdout(),
     )
     raise typer.Exit(code)
 
 
-def _oracle(workdir: Path, readonly: bool):
-    """The database-backed reuse oracle when a database exists, else None (files only)."""
-    try:
-        from .db import open_oracle
-    except ImportError:
-        return None
-    return open_oracle(workdir, readonly=readonly)
+def _oracle(workdir: Path, workflow: Workflow):
+    """The database-backed reuse oracle, read-only (empty when there is no database yet)."""
+    from .db import open_oracle
+    return open_oracle(workdir, readonly=True, workflow=workflow)
 
 
 @app.command()
@@ -197,7 +206,7 @@ def dag(
 
     workdir = _directory(directory)
     workflow, targets = load(args or [], workdir, config or [])
-    plan = plan_workflow(workflow, workdir, targets, oracle=_oracle(workdir, readonly=True))
+    plan = plan_workflow(workflow, workdir, targets, oracle=_oracle(workdir, workflow))
     try:
         data = render(plan, fmt.value, rules=rules)
     except DrawError as e:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsl.model import Workflow
 from planner.plan import (
     RUN_COMMAND_CHANGED,
     RUN_CONTAINER_CHANGED,
@@ -33,6 +34,7 @@ from planner.plan import (
     JobKind,
     Reason,
 )
+from planner.resolve import container_lfn
 from planner.reuse import FilesystemOracle
 
 from .wrapper import sha256_file
@@ -288,11 +290,18 @@ class DatabaseOracle(FilesystemOracle):
     #: Records outlive removed temp() files, so jobs with no output left are asked too.
     keeps_records = True
 
-    def __init__(self, db: Database, workdir: str, replicas: dict[str, str | None] | None = None):
+    def __init__(self, db: Database, workdir: str, images: dict[str, str | None] | None = None):
         super().__init__(workdir)
         self.db = db
-        self.replicas = replicas or {}
+        self.images = images or {}  # staged image lfn -> declared sha256 (or None)
         self._current: dict[str, str | None] = {}
+
+    def image_sha(self, lfn: str) -> str | None:
+        """The image's checksum now: declared, else of the staged file, else unknown."""
+        declared = self.images.get(lfn)
+        if declared:
+            return declared
+        return self.current_sha(lfn) if self.present(lfn) else None
 
     def current_sha(self, lfn: str) -> str | None:
         """The file's checksum now: recorded if its fingerprint is unchanged, else hashed."""
@@ -340,9 +349,10 @@ class DatabaseOracle(FilesystemOracle):
         if command_sha != text_sha(job.command):
             return Reason(RUN_COMMAND_CHANGED)
         if container_sha is not None and job.container is not None:
-            now = self.replicas.get(job.container)
+            now = self.image_sha(job.container)
             if now is not None and now != container_sha:
-                return Reason(RUN_CONTAINER_CHANGED, job.container)
+                # .wf/images/NAME/FILE: the dry run names the container
+                return Reason(RUN_CONTAINER_CHANGED, job.container.split("/")[2])
         return None
 
 
@@ -355,6 +365,13 @@ def open_database(workdir: str | os.PathLike[str], readonly: bool = False) -> Da
     return Database(path, readonly=readonly)
 
 
-def open_oracle(workdir: str | os.PathLike[str], readonly: bool = True) -> DatabaseOracle:
+def image_references(workflow: Workflow) -> dict[str, str | None]:
+    """Declared checksums of the workflow's container images, by staged file name."""
+    return {container_lfn(c.name, c.image): c.sha256 for c in workflow.containers.values()}
+
+
+def open_oracle(workdir: str | os.PathLike[str], readonly: bool = True,
+                workflow: Workflow | None = None) -> DatabaseOracle:
     """A reuse oracle over the workdir's database (empty if there is none yet)."""
-    return DatabaseOracle(open_database(workdir, readonly=readonly), str(workdir))
+    images = image_references(workflow) if workflow is not None else None
+    return DatabaseOracle(open_database(workdir, readonly=readonly), str(workdir), images)

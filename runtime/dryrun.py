@@ -60,7 +60,7 @@ def show_dry_run(plan: Plan, console: Console, verbose: bool = False) -> None:
             lines.append(line)
         if job.kind is not JobKind.COMPUTE:
             aux[job.kind] += 1
-            if job.kind is JobKind.STAGE_IN and len(stage_ins) < JOB_LINES:
+            if job.kind in (JobKind.STAGE_IN, JobKind.CONTAINER_STAGE_IN) and len(stage_ins) < JOB_LINES:
                 out = job.outputs[0]
                 state = "stage in" if d.run else "reuse"
                 stage_ins.append(f"  {state} {escape(out.lfn)} <- {escape(job.source or '')}"

@@ -23,7 +23,8 @@ from planner.plan import Plan
 from planner.resolve import build_plan
 
 from .chaos import Chaos, ChaosSpecError
-from .db import Database, DatabaseOracle, db_path
+from .containers import container_problems
+from .db import Database, DatabaseOracle, db_path, image_references
 from .events import Observer, RunSummary
 from .local import LocalExecutor, Options, default_resources, oversized
 
@@ -80,7 +81,8 @@ def initial_refs(plan: Plan, db: Database, oracle: DatabaseOracle) -> dict[str, 
     refs: dict[str, str | None] = {}
     decisions = plan.decisions
     for job in plan.to_run():
-        for f in job.inputs:
+        files = job.inputs if job.container is None else (*job.inputs, plan.files[job.container])
+        for f in files:
             if f.lfn in refs:
                 continue
             if f.producer is not None and decisions[f.producer].run:
@@ -138,6 +140,7 @@ def run_workflow(
     chaos: str | None = None,
     chaos_seed: int = 0,
     resources: dict[str, int] | None = None,
+    container_runtime: str = "bwrap",
     console: Any = None,
     observers: Sequence[Observer] | None = None,
 ) -> int:
@@ -162,12 +165,17 @@ def run_workflow(
         _clean_leftovers(wd)
         db = Database(db_path(wd))
         db.conn.execute("UPDATE runs SET status='crashed' WHERE status='running'")
-        oracle = DatabaseOracle(db, wd, {n: c.sha256 for n, c in workflow.containers.items()})
+        oracle = DatabaseOracle(db, wd, image_references(workflow))
         try:
             plan = build_plan(workflow, wd, targets, oracle=oracle, forcerun=forcerun,
                               force=force, default_retries=retries)
         except WffileError as e:
             print(e.render(), file=sys.stderr)
+            return 2
+        problems = container_problems(plan, container_runtime)
+        if problems:
+            print("\n".join(d.render() for d in problems), file=sys.stderr)
+            db.close()
             return 2
         budgets = {**default_resources(), **(resources or {})}
         too_big = oversized(plan, budgets)
@@ -196,7 +204,7 @@ def run_workflow(
         db.commit()
         refs = initial_refs(plan, db, oracle)
         executor = LocalExecutor(plan, db, run_id, Options(cores, integrity, staging, keep_going, chaos_cfg,
-                                                           tuple(budgets.items())),
+                                                           tuple(budgets.items()), container_runtime),
                                  observers, refs)
         summary: RunSummary = executor.run()
         if summary.exit_code == 0:

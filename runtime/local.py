@@ -56,6 +56,7 @@ class Options:
     #: Budgets for rules' ``resources:`` (e.g. mem_mb); a resource without a
     #: budget is not limited.
     resources: tuple[tuple[str, int], ...] = ()
+    container_runtime: str = "bwrap"
 
 
 def default_resources() -> dict[str, int]:
@@ -80,6 +81,14 @@ def job_key(job_id: str) -> str:
     """A file-system-safe, unique name for a job's files under ``.wf/``."""
     digest = hashlib.sha1(job_id.encode()).hexdigest()
     return f"{_UNSAFE.sub('_', job_id)[:60]}-{digest[:10]}"
+
+
+def _fingerprint(path: str) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _shard(key: str) -> str:
@@ -115,6 +124,7 @@ class LocalExecutor:
         self.failed: dict[str, dict[str, Any]] = {}
         self.remakes: dict[str, int] = {}
         self.waiting_on: dict[str, set[str]] = {}
+        self.verified_images: dict[str, tuple[int, ...] | None] = {}
         self.summary = RunSummary(run_id=run_id, total=len(self.to_run),
                                   pruned=len(plan.order) - len(self.to_run))
         self._last_commit = time.monotonic()
@@ -218,7 +228,7 @@ class LocalExecutor:
                                "record": spec["record"]}
         copy = self.opt.staging == "copy" and not job.local
         refs = self.refs
-        if job.kind is JobKind.STAGE_IN:
+        if job.kind in (JobKind.STAGE_IN, JobKind.CONTAINER_STAGE_IN):
             out = job.outputs[0]
             partial = os.path.join(".wf", "partial", base, out.lfn)
             spec.update(command=None, cwd=self.workdir, staging="shared",
@@ -242,6 +252,14 @@ class LocalExecutor:
             )
             for lfn in job.log:
                 os.makedirs(os.path.dirname(os.path.join(scratch, lfn)) or scratch, exist_ok=True)
+            if job.container is not None:
+                # Copied into the scratch directory and verified there, like any input.
+                spec["container"] = {
+                    "lfn": job.container, "sha256": refs.get(job.container),
+                    "image": os.path.join(scratch, ".wf-image", os.path.basename(job.container)),
+                    "source": os.path.join(self.workdir, job.container),
+                    "cache": os.path.join(self.wfdir, "containers"), "runtime": self.opt.container_runtime,
+                }
             return spec, ctx
         partial_root = os.path.join(".wf", "partial", base)
         ctx["partial"] = os.path.join(self.workdir, partial_root)
@@ -255,7 +273,23 @@ class LocalExecutor:
             outputs=[{"lfn": f.lfn, "path": mapping[f.lfn],
                       "dest": os.path.join(self.workdir, f.lfn)} for f in job.outputs],
         )
+        if job.container is not None:
+            os.makedirs(ctx["partial"], exist_ok=True)
+            image = os.path.join(self.workdir, job.container)
+            spec["container"] = {
+                "lfn": job.container, "sha256": refs.get(job.container), "image": image,
+                "verified": self._image_unchanged(job.container, image),
+                "cache": os.path.join(self.wfdir, "containers"), "runtime": self.opt.container_runtime,
+                # The job sees the working directory, but not the database, the
+                # records or the image cache: only its own partial outputs in .wf/.
+                "ro_binds": [self.wfdir], "rw_binds": [ctx["partial"]],
+            }
         return spec, ctx
+
+    def _image_unchanged(self, lfn: str, path: str) -> bool:
+        """True if ``path`` is the very file verified before (inode, size and times)."""
+        seen = self.verified_images.get(lfn)
+        return seen is not None and seen == _fingerprint(path)
 
     def _finished(self, jid: str, attempt: int, record: dict[str, Any], ctx: dict[str, Any]) -> bool:
         """Book-keep one attempt; False when the job failed for good."""
@@ -273,7 +307,15 @@ class LocalExecutor:
                 self.summary.integrity_errors += 1
                 if self.opt.chaos:
                     self.db.mark_chaos_detected(self.run_id, e.get("file"))
+        for e in record.get("events") or ():
+            if e.get("stage") == "container" and e.get("ok") and not e.get("cached") \
+                    and ctx.get("scratch") is None:
+                self.verified_images[e["file"]] = _fingerprint(os.path.join(self.workdir, e["file"]))
         if status == "ok":
+            if job.kind is JobKind.CONTAINER_STAGE_IN:
+                # The copy was verified as it landed: that check stands for later jobs.
+                lfn = job.outputs[0].lfn
+                self.verified_images[lfn] = _fingerprint(os.path.join(self.workdir, lfn))
             self._succeeded(job, record)
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -339,7 +381,8 @@ class LocalExecutor:
             self.db.record_file(f.lfn, sha, st.st_size, st.st_mtime_ns, jid, self.run_id)
         if job.kind is JobKind.COMPUTE and job.outputs:
             inputs = {f.lfn: self.refs.get(f.lfn) or "" for f in job.inputs}
-            self.db.record_product(jid, job.command, inputs, outputs, None, self.run_id)
+            image_sha = self.refs.get(job.container) if job.container else None
+            self.db.record_product(jid, job.command, inputs, outputs, image_sha, self.run_id)
         self.done.add(jid)
         self.summary.succeeded += 1
         self.db.set_job(self.run_id, jid, "done", finished=time.time())

@@ -154,12 +154,15 @@ def bwrap_argv(
     network: bool = False,
     *,
     ro_binds: Sequence[str] = (),
+    rw_binds: Sequence[str] = (),
     bwrap: str = "bwrap",
 ) -> list[str]:
     """The argv that runs ``/bin/sh -c command`` from ``rootfs`` under bubblewrap.
 
     ``workdir_bind`` (the job directory) is bound read-write at the same path,
-    each of ``ro_binds`` (inputs living outside it) read-only at the same path;
+    each of ``ro_binds`` (inputs living outside it, or a part of the job
+    directory to protect) read-only, each of ``rw_binds`` read-write; deeper
+    binds are mounted after the ones that hold them, so they win;
     ``env`` is the whole environment (see :func:`container_env`); ``network``
     keeps the host's network namespace. Paths must be absolute.
     """
@@ -167,7 +170,8 @@ def bwrap_argv(
     jobdir = _absolute(workdir_bind, "workdir_bind")
     cwd = _absolute(cwd_in_container, "cwd_in_container")
     _check_env(env)
-    binds = [(jobdir, "--bind")] + [(_absolute(p, "ro_binds"), "--ro-bind") for p in ro_binds]
+    binds = [(jobdir, "--bind")] + [(_absolute(p, "ro_binds"), "--ro-bind") for p in ro_binds] \
+        + [(_absolute(p, "rw_binds"), "--bind") for p in rw_binds]
     binds.sort(key=lambda b: b[0].count("/"))  # a parent is mounted before what it holds
     argv = [bwrap, *_underlay(rootfs, [p for p, _ in binds])]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
@@ -192,6 +196,7 @@ def podman_argv(
     network: bool = False,
     *,
     ro_binds: Sequence[str] = (),
+    rw_binds: Sequence[str] = (),
     podman: str = "podman",
 ) -> list[str]:
     """The argv that runs ``/bin/sh -c command`` from ``rootfs`` with ``podman run --rootfs``.
@@ -217,6 +222,9 @@ def podman_argv(
     for p in ro_binds:
         p = _absolute(p, "ro_binds")
         argv += ["-v", f"{p}:{p}:ro"]
+    for p in rw_binds:
+        p = _absolute(p, "rw_binds")
+        argv += ["-v", f"{p}:{p}"]
     argv += ["-w", cwd]
     for k, v in env.items():
         argv += ["--env", f"{k}={v}"]

@@ -32,12 +32,14 @@ import networkx as nx
 from .plan import (
     PRUNE_NOT_NEEDED,
     PRUNE_PRESENT,
+    RUN_CONTAINER_CHANGED,
     RUN_FORCED,
     RUN_INPUT_MISSING,
     RUN_OUTPUT_MISSING,
     RUN_UPSTREAM,
     Decision,
     Job,
+    JobKind,
     Reason,
 )
 
@@ -162,6 +164,11 @@ def decide(
                 upstream = p
                 break
         if upstream is not None:
+            up = reason[upstream]
+            if up.code == RUN_CONTAINER_CHANGED and nodes[upstream]["job"].kind is JobKind.CONTAINER_STAGE_IN:
+                # The job's image changed: say so, not just "input will be remade".
+                state[jid], reason[jid] = _RUN, up
+                continue
             outs = nodes[upstream]["job"].outputs
             subject = outs[0].lfn if len(outs) == 1 else consumed(jid, [f.lfn for f in outs])
             state[jid], reason[jid] = _RUN, Reason(RUN_UPSTREAM, subject)

@@ -296,6 +296,30 @@ class DatabaseOracle(FilesystemOracle):
         self.images = images or {}  # staged image lfn -> declared sha256 (or None)
         self._current: dict[str, str | None] = {}
 
+    def _stale_copy(self, job: Job) -> Reason | None:
+        """A staged copy is stale when it no longer matches its reference: the
+        declared checksum, or else the source as it is now."""
+        out = job.outputs[0]
+        if not self.present(out.lfn):
+            return None
+        reference = out.sha256 or self._source_sha(job.source)
+        if reference is None or self.current_sha(out.lfn) == reference:
+            return None
+        if job.kind is JobKind.CONTAINER_STAGE_IN:
+            return Reason(RUN_CONTAINER_CHANGED, out.lfn.split("/")[2])
+        return Reason(RUN_OUTPUT_CHANGED, out.lfn)
+
+    def _source_sha(self, source: str | None) -> str | None:
+        """The checksum of a local source now (None for remote or missing ones)."""
+        if not source or ("://" in source and not source.startswith("file://")):
+            return None
+        path = source[len("file://"):] if source.startswith("file://") else source
+        path = os.path.join(self.workdir, path)
+        key = "source:" + path
+        if key not in self._current:
+            self._current[key] = sha256_file(path)[0] if os.path.isfile(path) else None
+        return self._current[key]
+
     def image_sha(self, lfn: str) -> str | None:
         """The image's checksum now: declared, else of the staged file, else unknown."""
         declared = self.images.get(lfn)
@@ -323,11 +347,8 @@ class DatabaseOracle(FilesystemOracle):
 
     def stale(self, job: Job) -> Reason | None:
         """Why ``job``'s present outputs cannot be reused, or None."""
-        if job.kind is JobKind.STAGE_IN:
-            out = job.outputs[0]
-            if out.sha256 and self.current_sha(out.lfn) != out.sha256:
-                return Reason(RUN_OUTPUT_CHANGED, out.lfn)
-            return None
+        if job.kind in (JobKind.STAGE_IN, JobKind.CONTAINER_STAGE_IN):
+            return self._stale_copy(job)
         if not job.outputs:
             return None
         product = self.db.product(job.id)

@@ -26,7 +26,7 @@ def show_dry_run(plan: Plan, console: Console, verbose: bool = False) -> None:
     console.print(
         f"[bold]Dry run[/bold] of {escape(plan.workflow.path)} in {escape(plan.workdir)}: "
         f"{n_run + n_pruned:,} jobs, [green]{n_run:,} would run[/green], "
-        f"[cyan]{n_pruned:,} reused[/cyan]"
+        f"[cyan]{n_pruned:,} reused[/cyan]", soft_wrap=True,
     )
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("rule")

@@ -162,3 +162,19 @@ def test_missing_container_runtime_is_a_clear_error(tmp_path: Path) -> None:
     r = wf(tmp_path, "run", "--container-runtime", "podman")
     assert r.returncode == 2
     assert "container runtime 'podman' is not installed" in r.stderr
+
+
+def test_containers_example_builds_its_image_and_runs(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    dest = tmp_path / "examples" / "containers"
+    shutil.copytree(repo / "examples" / "containers", dest,
+                    ignore=shutil.ignore_patterns(".wf", "results", "images"))
+    (tmp_path / "tests" / "runtime").mkdir(parents=True)
+    shutil.copy(repo / "tests" / "runtime" / "imagebuild.py", tmp_path / "tests" / "runtime")
+    build = subprocess.run(["./build_image.sh"], cwd=dest, capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    r = wf(dest, "run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line.split("\t") for line in (dest / "results" / "gc.tsv").read_text().splitlines()]
+    assert len(rows) == 9 and rows[0][0].startswith("leaf")
+    assert [float(v) for _, v in rows] == sorted((float(v) for _, v in rows), reverse=True)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dsl.model import Rule
 from dsl.template import Field, parse_template
@@ -22,8 +21,7 @@ from .patterns import Template, compile_template
 Files = Sequence[tuple[str | None, Sequence[str]]]
 
 
-@dataclass(frozen=True, slots=True)
-class JobFiles:
+class JobFiles(NamedTuple):
     """A job's files grouped as the rule's items: ``(name or None, [paths])``."""
 
     input: Files

@@ -151,7 +151,7 @@ class Plan:
 
     def jobs(self) -> Iterator[Job]:
         """Every planned job (run or pruned), in topological order."""
-        nodes = self.graph.nodes
+        nodes = self.graph._node  # the view would wrap every access: plans are big
         for jid in self.order:
             yield nodes[jid]["job"]
 
@@ -171,9 +171,10 @@ class Plan:
         """Counts per rule/kind of run and pruned jobs, and reasons per code."""
         per_rule: dict[str, dict[str, int]] = {}
         reasons: dict[str, dict[str, int]] = {}
+        decisions = self.decisions
         for job in self.jobs():
             key = job.rule if job.kind is JobKind.COMPUTE else job.kind.value
-            d = self.decisions[job.id]
+            d = decisions[job.id]
             row = per_rule.setdefault(key, {"run": 0, "pruned": 0})
             row["run" if d.run else "pruned"] += 1
             rr = reasons.setdefault(key, {})

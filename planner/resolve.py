@@ -64,7 +64,7 @@ def _job_id(comp: _CompiledRule, wildcards: dict[str, str]) -> str:
     names = comp.wildcards
     if len(names) == 1:  # the common case, without the generic machinery
         v = wildcards[names[0]]
-        if _SAFE_VALUE.fullmatch(v):
+        if not ("," in v or "=" in v or "[" in v or "]" in v or '"' in v or "\\" in v):
             return f"{comp.rule.name}[{names[0]}={v}]"
     return job_id(comp.rule.name, ((w, wildcards[w]) for w in names))
 
@@ -241,7 +241,7 @@ class Resolver:
             names = []
             for t, is_temp, is_protected in flagged:
                 lfn = t.format(wildcards)
-                if outside_workdir(lfn):
+                if (".." in lfn or lfn[:1] == "/") and outside_workdir(lfn):
                     self.errors.add(item.pos, f"output '{lfn}' of rule '{rule.name}' is outside the working directory")
                     continue
                 names.append(lfn)
@@ -263,7 +263,7 @@ class Resolver:
                 names.append(lfn)
                 producer = producer_of.get(lfn, unknown)
                 if producer is unknown:
-                    if outside_workdir(lfn):
+                    if (".." in lfn or lfn[:1] == "/") and outside_workdir(lfn):
                         self.errors.add(item.pos, f"input '{lfn}' of rule '{rule.name}' is outside the working directory")
                         continue
                     producer = self._producer(lfn, rule, item.pos, depth + 1, jid)

@@ -48,9 +48,19 @@ def show_dry_run(plan: Plan, console: Console, verbose: bool = False) -> None:
     run_lines: list[str] = []
     reused_lines: list[str] = []
     aux: Counter[JobKind] = Counter()
+    for kind in (JobKind.STAGE_IN, JobKind.CONTAINER_STAGE_IN, JobKind.STAGE_OUT, JobKind.CLEANUP):
+        row = rules.get(kind.value)
+        if row:
+            aux[kind] = row["run"] + row["pruned"]
+    transfers = aux[JobKind.STAGE_IN] + aux[JobKind.CONTAINER_STAGE_IN]
     stage_ins: list[str] = []
+    seen_transfers = 0
     decisions = plan.decisions
     for job in plan.jobs():
+        if limit is not None and len(run_lines) >= min(limit, n_run) \
+                and len(reused_lines) >= min(limit, n_pruned) \
+                and seen_transfers >= min(transfers, JOB_LINES):
+            break  # everything shown is collected: no need to walk a million more
         d = decisions[job.id]
         lines = run_lines if d.run else reused_lines
         if limit is None or len(lines) < limit:
@@ -59,8 +69,8 @@ def show_dry_run(plan: Plan, console: Console, verbose: bool = False) -> None:
                 line += f"\n      [dim]$ {escape(job.command)}[/dim]"
             lines.append(line)
         if job.kind is not JobKind.COMPUTE:
-            aux[job.kind] += 1
             if job.kind in (JobKind.STAGE_IN, JobKind.CONTAINER_STAGE_IN) and len(stage_ins) < JOB_LINES:
+                seen_transfers += 1
                 out = job.outputs[0]
                 state = "stage in" if d.run else "reuse"
                 stage_ins.append(f"  {state} {escape(out.lfn)} <- {escape(job.source or '')}"

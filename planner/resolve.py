@@ -464,6 +464,9 @@ def build_plan(
             forced_ids.add(res.producer_of.get(t) or t)
         decisions = decide(res.graph, order, roots, oracle, forcerun, forced_ids)
     finally:
+        # The plan lives as long as the process: move it out of the collector's
+        # sight for good, or every later collection would walk all of it.
+        gc.freeze()
         if gc_was_enabled:
             gc.enable()
     target_names = tuple(targets) or (workflow.rules[0].name,)

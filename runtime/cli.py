@@ -333,7 +333,19 @@ def verify(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    # Leave without freeing every object one by one: after a million-job plan
+    # that teardown alone takes seconds, and the kernel reclaims it at once.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (wf … | head) is no error of ours
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -287,12 +287,14 @@ class DatabaseOracle(FilesystemOracle):
     they were made, and the job's inputs, command and container are the same.
     """
 
-    #: Records outlive removed temp() files, so jobs with no output left are asked too.
-    keeps_records = True
 
     def __init__(self, db: Database, workdir: str, images: dict[str, str | None] | None = None):
         super().__init__(workdir)
         self.db = db
+        # Records outlive removed temp() files, so jobs with no output left
+        # are asked too; with no record at all (a first run) nobody need be.
+        self.keeps_records = bool(db.query("SELECT EXISTS (SELECT 1 FROM products)")[0][0]) \
+            if _has_table(db, "products") else False
         self.images = images or {}  # staged image lfn -> declared sha256 (or None)
         self._current: dict[str, str | None] = {}
 
@@ -384,6 +386,10 @@ def open_database(workdir: str | os.PathLike[str], readonly: bool = False) -> Da
         db = Database(None)
         return db
     return Database(path, readonly=readonly)
+
+
+def _has_table(db: Database, name: str) -> bool:
+    return bool(db.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
 
 
 def image_references(workflow: Workflow) -> dict[str, str | None]:

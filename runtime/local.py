@@ -125,6 +125,7 @@ class LocalExecutor:
         self.remakes: dict[str, int] = {}
         self.waiting_on: dict[str, set[str]] = {}
         self.verified_images: dict[str, tuple[int, ...] | None] = {}
+        self.made_shards: set[str] = set()
         self.summary = RunSummary(run_id=run_id, total=len(self.to_run),
                                   pruned=len(plan.order) - len(self.to_run))
         self._last_commit = time.monotonic()
@@ -211,9 +212,11 @@ class LocalExecutor:
         shard = _shard(key)
         base = f"{key}.{attempt}"
         logs_dir = os.path.join(self.wfdir, "logs", shard)
-        os.makedirs(logs_dir, exist_ok=True)
         rec_dir = os.path.join(self.wfdir, "records", shard)
-        os.makedirs(rec_dir, exist_ok=True)
+        if shard not in self.made_shards:  # 256 shards: a stat per job adds up
+            os.makedirs(logs_dir, exist_ok=True)
+            os.makedirs(rec_dir, exist_ok=True)
+            self.made_shards.add(shard)
         spec: dict[str, Any] = {
             "version": 1,
             "job_id": job.id,
@@ -263,7 +266,10 @@ class LocalExecutor:
             return spec, ctx
         partial_root = os.path.join(".wf", "partial", base)
         ctx["partial"] = os.path.join(self.workdir, partial_root)
-        mapping = {f.lfn: os.path.join(partial_root, f.lfn) for f in job.outputs}
+        # One directory per output keeps each file's own name (tools read
+        # formats from it) without recreating the output's directory tree.
+        mapping = {f.lfn: os.path.join(partial_root, str(i), os.path.basename(f.lfn))
+                   for i, f in enumerate(job.outputs)}
         command = job.command
         if command is not None and mapping:
             command = rerender_command(self.plan.workflow, job, mapping)
@@ -272,6 +278,9 @@ class LocalExecutor:
             inputs=[{"lfn": f.lfn, "sha256": refs.get(f.lfn), "path": f.lfn} for f in job.inputs],
             outputs=[{"lfn": f.lfn, "path": mapping[f.lfn],
                       "dest": os.path.join(self.workdir, f.lfn)} for f in job.outputs],
+            # emptied by the renames of a successful attempt: removed by the wrapper,
+            # in the worker thread, not by the scheduler
+            cleanup=[os.path.dirname(p) for p in mapping.values()] + [partial_root],
         )
         if job.container is not None:
             os.makedirs(ctx["partial"], exist_ok=True)
@@ -319,7 +328,7 @@ class LocalExecutor:
             self._succeeded(job, record)
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
-            if ctx.get("partial"):
+            if ctx.get("partial") and os.path.isdir(ctx["partial"]):
                 shutil.rmtree(ctx["partial"], ignore_errors=True)
             self._emit("job_finished", job, attempt, record, OUTCOME_OK)
             return True

@@ -30,6 +30,10 @@ URL)::
       "env": {"NAME": "value"} | null,       # added to os.environ
       "chaos": null | {"transfer": 0.1, "truncate": 0.0, "silent": 0.0,
                        "rest": 0.0, "seed": 7}  # "rest" is the executor's, ignored here
+      "cleanup": ["dir", …],                 # removed (if empty) after a success
+      "container": null | {"lfn", "image", "sha256", "verified", "cache",
+                           "runtime": "bwrap" | "podman", "source",
+                           "ro_binds": [...], "rw_binds": [...]}
     }
 
 Steps: (1) stage-in: copy each input with a source to a temporary name beside
@@ -307,6 +311,7 @@ def check_spec(spec: object) -> dict:
 
     out["chaos"] = _check_chaos(_want(spec, "chaos", (dict, type(None)), "spec", None))
     out["rule_env"] = _want(spec, "env", (dict, type(None)), "spec", None) or {}
+    out["cleanup"] = [join(cwd, d) for d in _want(spec, "cleanup", list, "spec", [])]
     out["container"] = _check_container(_want(spec, "container", (dict, type(None)), "spec", None), cwd)
     return out
 
@@ -780,6 +785,11 @@ def run_spec(spec: dict) -> dict:
         job.check_outputs()
         job.stage_out()
         rec["status"] = OK
+        for d in s["cleanup"]:  # directories the caller wants gone once they are empty
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
     except _Stop as stop:
         rec["status"], rec["message"] = stop.status, stop.message
     except OSError as e:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+import queue
 import re
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,51 +144,50 @@ class LocalExecutor:
             getattr(o, name)(*args)
 
     def run(self) -> RunSummary:
-        """Run until every job is done or failed; returns the summary."""
+        """Run until every job is done or failed; returns the summary.
+
+        Worker threads (one per core) take ready jobs themselves and run the
+        wrapper; the main thread books each finished attempt (database,
+        observers, children made ready). A worker that finishes a job starts
+        the next ready one at once, without waiting for that bookkeeping.
+        """
         start = time.time()
         self._emit("run_started", self.plan, self.run_id, len(self.to_run))
-        budget = self.opt.cores
-        free = dict(self.opt.resources)
-        running: dict[Future, tuple[str, int, int, dict[str, Any]]] = {}
-        stop = False
-        with ThreadPoolExecutor(max_workers=max(1, self.opt.cores)) as pool:
-            while True:
-                while self.ready and not stop:
-                    _, _, jid = self.ready[0]
-                    job: Job = self.nodes[jid]["job"]
-                    need = min(max(job.threads, 1), self.opt.cores)
-                    # Strict priority order: the best ready job waits for room
-                    # rather than being overtaken by smaller ones.
-                    if need > budget or any(free.get(r, n) < n for r, n in job.resources):
-                        break
-                    heapq.heappop(self.ready)
-                    budget -= need
-                    for r, n in job.resources:
-                        if r in free:
-                            free[r] -= n
-                    attempt = self.attempts.get(jid, 0) + 1
-                    self.attempts[jid] = attempt
-                    spec, ctx = self._spec(job, attempt)
-                    self.db.set_job(self.run_id, jid, "running", started=time.time(), attempts=attempt)
-                    self._emit("job_started", job, attempt)
-                    running[pool.submit(wrapper.run_spec, spec)] = (jid, attempt, need, ctx)
-                if not running:
+        self._budget = self.opt.cores
+        self._free = dict(self.opt.resources)
+        self._stop = False
+        self._all_done = False
+        self._running = 0
+        self._cond = threading.Condition()
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        workers = [threading.Thread(target=self._worker, args=(results,), daemon=True,
+                                    name=f"wf-worker-{i}") for i in range(max(1, self.opt.cores))]
+        for w in workers:
+            w.start()
+        cond = self._cond
+        while True:
+            with cond:
+                if self._running == 0 and (self._stop or not self.ready):
+                    self._all_done = True
+                    cond.notify_all()
                     break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    jid, attempt, need, ctx = running.pop(fut)
-                    budget += need
-                    for r, n in self.nodes[jid]["job"].resources:
-                        if r in free:
-                            free[r] += n
-                    try:
-                        record = fut.result()
-                    except Exception as e:  # the wrapper itself broke: a failed attempt, kept
-                        record = {"status": "failed", "attempt": attempt, "message": f"wrapper error: {e!r}",
-                                  "events": [], "files": [], "exit_code": None}
-                    if not self._finished(jid, attempt, record, ctx) and not self.opt.keep_going:
-                        stop = True
+            msg = results.get()
+            with cond:
+                if msg[0] == "start":
+                    _, job, attempt = msg
+                    self.db.set_job(self.run_id, job.id, "running", started=time.time(), attempts=attempt)
+                    self._emit("job_started", job, attempt)
+                    continue
+                _, jid, attempt, need, ctx, record, released = msg
+                if not released:
+                    self._release(jid, need)
+                self._running -= 1
+                if not self._finished(jid, attempt, record, ctx) and not self.opt.keep_going:
+                    self._stop = True
                 self._maybe_commit()
+                cond.notify_all()
+        for w in workers:
+            w.join()
         self.db.commit()
         s = self.summary
         s.wall_seconds = time.time() - start
@@ -199,6 +199,62 @@ class LocalExecutor:
         elif self.failed or s.not_run:
             s.exit_code = 1
         return s
+
+    def _take(self) -> tuple[str, Job, int, int, dict[str, Any], dict[str, Any]] | None:
+        """Pop the best ready job if it fits the budgets (call with the lock held)."""
+        if self._stop or not self.ready:
+            return None
+        _, _, jid = self.ready[0]
+        job: Job = self.nodes[jid]["job"]
+        need = min(max(job.threads, 1), self.opt.cores)
+        # Strict priority order: the best ready job waits for room rather
+        # than being overtaken by smaller ones.
+        if need > self._budget or any(self._free.get(r, n) < n for r, n in job.resources):
+            return None
+        heapq.heappop(self.ready)
+        self._budget -= need
+        for r, n in job.resources:
+            if r in self._free:
+                self._free[r] -= n
+        attempt = self.attempts.get(jid, 0) + 1
+        self.attempts[jid] = attempt
+        spec, ctx = self._spec(job, attempt)
+        self._running += 1
+        return jid, job, attempt, need, spec, ctx
+
+    def _release(self, jid: str, need: int) -> None:
+        self._budget += need
+        for r, n in self.nodes[jid]["job"].resources:
+            if r in self._free:
+                self._free[r] += n
+
+    def _worker(self, results: queue.SimpleQueue) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while True:
+                    if self._all_done:
+                        return
+                    item = self._take()
+                    if item is not None:
+                        break
+                    cond.wait()
+            jid, job, attempt, need, spec, ctx = item
+            results.put(("start", job, attempt))
+            try:
+                record = wrapper.run_spec(spec)
+            except Exception as e:  # the wrapper itself broke: a failed attempt, kept
+                record = {"status": "failed", "attempt": attempt, "message": f"wrapper error: {e!r}",
+                          "events": [], "files": [], "exit_code": None}
+            # A success frees its cores at once, so this worker can start the
+            # next ready job; a failure waits for the main thread, which may
+            # stop the run before anything else starts.
+            released = record.get("status") == "ok"
+            if released:
+                with cond:
+                    self._release(jid, need)
+                    cond.notify_all()
+            results.put(("done", jid, attempt, need, ctx, record, released))
 
     def _maybe_commit(self) -> None:
         now = time.monotonic()

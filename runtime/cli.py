@@ -151,8 +151,11 @@ def run(
     """Plan and run the workflow (WFFILE defaults to ./Wffile)."""
     workdir = _directory(directory)
     workflow, targets = load(args or [], workdir, config or [])
-    if backend is not Backend.local and not dry_run:
-        raise fail("the condor backend is not available yet: use 'wf run' (local)")
+    if backend is Backend.condor and not dry_run:
+        from .condor import run_condor
+        raise typer.Exit(run_condor(workflow, workdir, targets, integrity=integrity.value, retries=retries,
+                                    forcerun=forcerun or [], force=force or [], chaos=chaos,
+                                    chaos_seed=chaos_seed, container_runtime=container_runtime.value))
     oracle = _oracle(workdir, workflow) if dry_run else None
     plan = plan_workflow(workflow, workdir, targets, oracle=oracle, forcerun=forcerun,
                          force=force, retries=retries)
@@ -223,6 +226,53 @@ def dag(
         sys.stdout.buffer.write(data)
     else:
         sys.stdout.write(data if data.endswith("\n") else data + "\n")
+
+
+@app.command("plan")
+def plan_cmd(
+    args: ArgsArg = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The submit directory to write (replaced if it holds an earlier one).")] = ...,  # type: ignore[assignment]
+    backend: Annotated[Backend, typer.Option("--backend", help="Only condor: an HTCondor DAGMan submit directory.")] = Backend.condor,
+    directory: DirectoryOpt = None,
+    integrity: Annotated[Integrity, typer.Option("--integrity", help="The integrity dial.")] = Integrity.full,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Default retries for rules that set none.")] = 0,
+    config: ConfigOpt = None,
+    forcerun: Annotated[list[str] | None, typer.Option("--forcerun", help="Rerun every job of RULE (repeatable).")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun the job making TARGET (repeatable).")] = None,
+    chaos: Annotated[str | None, typer.Option("--chaos", help="Inject faults into the wrapper's copies on the execute nodes: kind=probability,…")] = None,
+    chaos_seed: Annotated[int, typer.Option("--chaos-seed", help="Seed for --chaos.")] = 0,
+    container_runtime: Annotated[ContainerRuntime, typer.Option("--container-runtime", help="Runtime for container jobs on the execute nodes.")] = ContainerRuntime.bwrap,
+) -> None:
+    """Write the HTCondor DAGMan submit directory without submitting."""
+    from .chaos import Chaos, ChaosSpecError
+    from .condor import DAG_FILE, SubmitDirError, write_submit_dir
+    from .execute import initial_refs
+
+    if backend is not Backend.condor:
+        raise fail("wf plan writes an HTCondor submit directory: use --backend condor")
+    try:
+        chaos_cfg = Chaos.parse(chaos, chaos_seed) if chaos else None
+    except ChaosSpecError as e:
+        raise fail(f"--chaos: {e}") from None
+    if chaos_cfg is not None and integrity is Integrity.none:
+        raise fail("--chaos needs --integrity full")
+    workdir = _directory(directory)
+    workflow, targets = load(args or [], workdir, config or [])
+    oracle = _oracle(workdir, workflow)
+    planned = plan_workflow(workflow, workdir, targets, oracle=oracle, forcerun=forcerun,
+                            force=force, retries=retries)
+    jobs = sum(1 for _ in planned.to_run())
+    if jobs == 0:
+        print("Nothing to be done: every requested output is present and verified by its record.")
+        return
+    try:
+        dag_file = write_submit_dir(planned, output, integrity=integrity.value, chaos=chaos_cfg,
+                                    refs=initial_refs(planned, oracle.db, oracle),
+                                    container_runtime=container_runtime.value)
+    except SubmitDirError as e:
+        raise fail(str(e)) from None
+    print(f"wrote {dag_file} ({jobs} jobs); submit it on an HTCondor access point with: "
+          f"cd {dag_file.parent} && condor_submit_dag {DAG_FILE}")
 
 
 @app.command()

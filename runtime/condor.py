@@ -9,18 +9,26 @@ which is every node's executable. Layout of the directory::
     wf.dag  wf.index.json  RULE.sub …  wf_wrapper.py images.py sandbox.py wf_node.py
     specs/SHARD/NODE.json        the wrapper's spec (the PRE script fills references)
     logs/SHARD/NODE.{log,out,err,cmd.log}
-    sandbox/SHARD/NODE/{in,out}  made by the PRE script; outputs land in out/
+    sandbox/SHARD/NODE/in/       placeholders of the rule's log files (PRE script)
     records/SHARD/NODE.N.json    provenance record of attempt N (POST script)
     checksums/SHARD/NODE.json    verified output checksums: the ledger children read
 
 A shard holds SHARD_SIZE nodes, so no directory grows past ~1000 files. The
 checksum flow (PRE and POST scripts) is described in runtime/condor_scripts.py.
+
 Jobs run in the vanilla universe with HTCondor's file transfer and
 ``preserve_relative_paths``: each input is found on the submit side at its
 lfn under the working directory (the jobs' ``initialdir``) and lands at the
 same relative path in the scratch directory, where the wrapper runs with
-``staging: copy``; outputs are remapped into the node's sandbox, where the
-POST script verifies them before moving them to their final names.
+``staging: copy``. Outputs come back in one directory per node,
+``.wf/landing/DAG/SHARD/NODE`` under the working directory: the PRE script
+makes it and it travels with the inputs, so it always exists when the job
+exits, whatever happened (HTCondor holds a job whose listed output is
+missing, and the record of what went wrong would be lost). On success the
+wrapper copies each output into it, verified; its record and the command's
+log are written there in any case. The POST script checks the record,
+hashes each landed output against it, and only then moves it to its final
+name: nothing unverified ever sits under a final name.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import hashlib
 import json
 import os
 import re
@@ -56,16 +65,16 @@ STAGEIN_CATEGORY, STAGEIN_MAXJOBS = "stagein", 10
 NO_RETRY_EXIT = 5
 #: Children per PARENT line: DAGMan reads any length, people and diff tools do not.
 EDGE_CHUNK = 100
+#: Threads creating spec files (file creation waits on the file system, in parallel).
+WRITERS = 4
 #: Holds that mean a transfer failed (12 output, 13 input): remove the job so that
 #: the node fails, its POST script says why, and RETRY applies, instead of waiting held.
-#: Threads creating spec files (file creation waits on the file system, in parallel).
-WRITERS = 8
 PERIODIC_REMOVE = "(JobStatus == 5) && (HoldReasonCode == 12 || HoldReasonCode == 13)"
 
 _HERE = Path(__file__).resolve().parent
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
-# Characters HTCondor's transfer lists, remaps or macros would take as syntax.
-_BAD_LFN = re.compile(r'[,;="\\$\n\r\t]')
+# Characters HTCondor's transfer lists or submit macros would take as syntax.
+_BAD_LFN = re.compile(r'[,"\\$\n\r\t]')
 _STAGE_KINDS = (JobKind.STAGE_IN, JobKind.CONTAINER_STAGE_IN)
 
 
@@ -167,13 +176,12 @@ def _copy_programs(out: Path) -> None:
         shutil.copyfile(_HERE / name, out / name)
     for name in (WRAPPER, NODE_SCRIPT):
         (out / name).chmod(0o755)
-    (out / scripts.COMMAND_LOG).write_bytes(b"")  # the command log's placeholder, sent with every job
 
 
 def _check_lfn(job: Job, lfn: str) -> None:
-    if _BAD_LFN.search(lfn) or lfn.startswith("_wf_") or lfn != lfn.strip():
+    if _BAD_LFN.search(lfn) or lfn.startswith(scripts.LANDING + "/") or lfn != lfn.strip():
         raise SubmitDirError(f"job {job.id}: file name {lfn!r} cannot go through HTCondor's file "
-                             f"transfer (no , ; = \" \\ $, tabs or newlines, no leading _wf_)")
+                             f"transfer (no , \" \\ $, tabs, newlines or outer spaces)")
 
 
 def _local_source(source: str) -> str | None:
@@ -193,6 +201,9 @@ class _Emitter:
         self.full = integrity == "full"
         self.workdir = plan.workdir
         self.node_of: dict[str, str] = {}
+        # Two submit directories of one working directory never share landing places.
+        self.dag_id = hashlib.sha1(str(out).encode()).hexdigest()[:8]
+        self.checked: set[str] = set()
 
     def reference(self, f: FileRef, meta: dict[str, Any]) -> str | None:
         """The reference known now; or how the PRE script will find it (``meta``)."""
@@ -208,21 +219,24 @@ class _Emitter:
     def job(self, job: Job, node: str, shard: str) -> tuple[dict[str, Any], dict[str, str]]:
         """The node's spec and its VARS."""
         out = self.out
-        box = f"{out}/{scripts.SANDBOX}/{shard}/{node}"
-        meta: dict[str, Any] = {"node": node, "workdir": self.workdir, "produced": {},
-                                "first_sight": {}, "logs": list(job.log),
+        landing = f"{scripts.LANDING}/{self.dag_id}/{shard}/{node}"
+        meta: dict[str, Any] = {"node": node, "workdir": self.workdir, "landing": landing,
+                                "produced": {}, "first_sight": {}, "logs": list(job.log),
                                 "protected": [f.lfn for f in job.outputs if f.protected]}
         spec: dict[str, Any] = {
             "version": 1, "job_id": job.id, "attempt": 1, "command": job.command, "cwd": ".",
             "integrity": self.integrity, "staging": "copy",
-            "stdout": scripts.COMMAND_LOG, "stderr": scripts.COMMAND_LOG, "record": scripts.RECORD,
-            "chaos": self.chaos,
+            "stdout": f"{landing}/{scripts.COMMAND_LOG}", "stderr": f"{landing}/{scripts.COMMAND_LOG}",
+            "record": f"{landing}/{scripts.RECORD}", "chaos": self.chaos,
         }
-        transfer = [f"{out}/{scripts.SPECS}/{shard}/{node}.json", f"{out}/{scripts.COMMAND_LOG}"]
+        transfer = [f"{out}/{scripts.SPECS}/{shard}/{node}.json", landing]
         for top in dict.fromkeys(lfn.split("/", 1)[0] for lfn in job.log):
-            transfer.append(f"{box}/in/{top}")  # placeholders made by the PRE script
+            transfer.append(f"{out}/{scripts.SANDBOX}/{shard}/{node}/in/{top}")  # PRE placeholders
+        checked = self.checked
         for lfn in (*job.log, *(f.lfn for f in job.inputs), *(f.lfn for f in job.outputs)):
-            _check_lfn(job, lfn)
+            if lfn not in checked:
+                _check_lfn(job, lfn)
+                checked.add(lfn)
         if job.kind in _STAGE_KINDS:
             dest = job.outputs[0]
             source = job.source or ""
@@ -250,18 +264,13 @@ class _Emitter:
                                      "image": image.lfn, "cache": "_wf_containers",
                                      "runtime": self.runtime}
                 transfer += [image.lfn, f"{out}/images.py", f"{out}/sandbox.py"]
-        spec["outputs"] = [{"lfn": f.lfn, "path": f.lfn} for f in job.outputs]
+        spec["outputs"] = [{"lfn": f.lfn, "path": f.lfn, "dest": f"{landing}/{f.lfn}"}
+                           for f in job.outputs]
         spec["condor"] = meta
-        back = list(dict.fromkeys([*job.log, *(f.lfn for f in job.outputs)]))
-        remaps = [f"{scripts.RECORD} = {box}/out/{scripts.RECORD}",
-                  f"{scripts.COMMAND_LOG} = {out}/logs/{shard}/{node}.cmd.log"]
-        remaps += [f"{lfn} = {box}/out/{lfn}" for lfn in back]
-        return spec, {
-            "wf_node": node, "wf_shard": shard,
-            "wf_inputs": ", ".join(transfer),
-            "wf_outputs": ", ".join([scripts.RECORD, scripts.COMMAND_LOG, *back]),
-            "wf_remaps": "; ".join(remaps),
-        }
+        # The rule's logs exist in any case (placeholders): they come straight back to their names.
+        back = [landing, *dict.fromkeys(job.log)]
+        return spec, {"wf_node": node, "wf_shard": shard,
+                      "wf_inputs": ", ".join(transfer), "wf_outputs": ", ".join(back)}
 
     def submit(self, htcondor: Any, label: str, job: Job) -> Any:
         """The submit description shared by a layer's nodes (built from its first job)."""
@@ -276,7 +285,6 @@ class _Emitter:
             "preserve_relative_paths": "True",
             "transfer_input_files": "$(wf_inputs)",
             "transfer_output_files": "$(wf_outputs)",
-            "transfer_output_remaps": '"$(wf_remaps)"',
             "request_cpus": str(max(1, job.threads)),
         }
         resources = dict(job.resources)
@@ -359,9 +367,18 @@ def write_submit_dir(plan: Plan, out_dir: str | os.PathLike[str], *, integrity: 
     the PRE script of the first node that reads them). Raises SubmitDirError.
     """
     htcondor = load_htcondor()
-    dags = htcondor.dags
     out = Path(out_dir).resolve()
     _prepare(out, plan.workdir)
+    try:
+        return _write(htcondor, plan, out, integrity, chaos, refs, container_runtime)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # half a submit directory is worse than none
+        raise
+
+
+def _write(htcondor: Any, plan: Plan, out: Path, integrity: str, chaos: Chaos | None,
+           refs: Mapping[str, str | None] | None, container_runtime: str) -> Path:
+    dags = htcondor.dags
     jobs = list(plan.to_run())
     width = max(5, len(str(len(jobs))))
     emitter = _Emitter(plan, out, integrity, chaos.transfer_spec() if chaos else None,
@@ -434,6 +451,7 @@ def write_submit_dir(plan: Plan, out_dir: str | os.PathLike[str], *, integrity: 
     _writer_class(htcondor)(dag, formatter, layers, edges, header).write(out, dag_file_name=DAG_FILE)
     _copy_programs(out)
     index = {"version": 1, "dag": DAG_FILE, "workdir": plan.workdir, "integrity": integrity,
+             "landing": f"{scripts.LANDING}/{emitter.dag_id}",
              "shard_size": scripts.SHARD_SIZE,
              "layers": {g["name"]: len(g["vars"]) for g in groups.values()},
              "nodes": {node_of[j.id]: j.id for j in jobs}}
@@ -442,9 +460,13 @@ def write_submit_dir(plan: Plan, out_dir: str | os.PathLike[str], *, integrity: 
 
 
 def _write_files(batch: list[tuple[str, str]]) -> None:
-    for path, text in batch:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    for path, text in batch:  # three system calls a file: open() would make six
+        fd = os.open(path, flags, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
 
 
 def _edge_lines(plan: Plan, jobs: list[Job], node_of: dict[str, str]) -> Iterator[str]:
@@ -488,16 +510,6 @@ def probe_pool(timeout: float = 60) -> list[str]:
     return json.loads(lines[-1])
 
 
-@contextlib.contextmanager
-def _chdir(path: Path) -> Iterator[None]:
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def submit_dag(dag_file: str | os.PathLike[str], batch_name: str | None = None) -> int:
     """Submit the DAG to the local schedd; returns the DAGMan job's cluster id.
 
@@ -513,7 +525,7 @@ def submit_dag(dag_file: str | os.PathLike[str], batch_name: str | None = None) 
     if batch_name:
         options["BatchName"] = batch_name
     # Relative paths in a DAG are relative to where it is submitted from: its folder.
-    with _chdir(dag.parent):
+    with contextlib.chdir(dag.parent):
         description = htcondor.Submit.from_dag(dag.name, options)
         return htcondor.Schedd().submit(description).cluster()
 

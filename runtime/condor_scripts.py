@@ -9,18 +9,19 @@ submit side, in the submit directory::
     SCRIPT POST NODE wf_node.py post $JOB $RETURN $RETRY
 
 Checksums flow like Pegasus's ``.meta`` files. A node's POST script reads
-the provenance record the wrapper wrote on the execute node (transferred
-back with the outputs), refuses anything short of a verified success, hashes
-the outputs where they landed on the submit side (the stage-out check),
-moves them to their final names, and only then records their checksums in
-``checksums/SHARD/NODE.json``. A child's PRE script fills the ``sha256`` of
-each input made in this DAG from its producer's ledger, so the wrapper
-verifies the transferred copy against it before the command starts; an
-input whose reference cannot be found fails the node (exit 5, no retry)
-rather than letting it run unverified. A raw input with no reference known
-when the DAG was written is hashed here, on the submit side, the first time
-a node needs it (``checksums/raw/…``, first writer wins), and that checksum
-is the reference for every later use.
+the provenance record the wrapper wrote on the execute node (it comes back
+in the node's landing directory with the outputs), refuses anything short
+of a verified success, hashes each landed output against the record (the
+stage-out check on the submit side), moves the outputs to their final
+names, and only then records their checksums in ``checksums/SHARD/NODE.json``.
+A child's PRE script fills the ``sha256`` of each input made in this DAG
+from its producer's ledger, so the wrapper verifies the transferred copy
+against it before the command starts; an input whose reference cannot be
+found fails the node (exit 5, no retry) rather than letting it run
+unverified. A raw input with no reference known when the DAG was written is
+hashed here, on the submit side, the first time a node needs it
+(``checksums/raw/…``, first writer wins): that checksum is the reference for
+every later use, and the wrapper checks each transferred copy against it.
 
 Exit codes: 0 ok; 1 the job failed (retry); 3 an integrity error (retry);
 4 a missing output (retry); 5 do not retry (``RETRY … UNLESS-EXIT 5``): a
@@ -39,7 +40,9 @@ import stat
 import sys
 
 SHARD_SIZE = 250
-#: Names the wrapper's files have in the scratch directory (reserved: no lfn may use them).
+#: Under the working directory: where each node's outputs, record and command log come back.
+LANDING = ".wf/landing"
+#: The record's and the command log's names in a landing directory.
 RECORD = "_wf_record.json"
 COMMAND_LOG = "_wf_command.log"
 SPECS, SANDBOX, RECORDS, CHECKSUMS, LOGS = "specs", "sandbox", "records", "checksums", "logs"
@@ -77,7 +80,7 @@ def spec_path(node: str) -> str:
 
 
 def sandbox_dir(node: str) -> str:
-    """``in/`` holds what the PRE script prepares for transfer, ``out/`` what comes back."""
+    """``in/`` holds the placeholders of the rule's log files, made by the PRE script."""
     return f"{SANDBOX}/{shard_of(node)}/{node}"
 
 
@@ -176,17 +179,19 @@ def pre(node: str, retry: int) -> int:
                 raise _Fail(EXIT_NO_RETRY, f"input {item['lfn']}: declared checksum {item['sha256']} "
                                            f"but {sha} was recorded")
             item["sha256"] = sha
+    # Nothing from an earlier attempt may pass for this one.
+    landing = os.path.join(meta["workdir"], meta["landing"])
+    shutil.rmtree(landing, ignore_errors=True)
+    os.makedirs(landing)
+    open(os.path.join(landing, COMMAND_LOG), "wb").close()  # the landing folder is never empty
     box = sandbox_dir(node)
-    shutil.rmtree(box, ignore_errors=True)  # nothing from an earlier attempt may pass for this one
+    shutil.rmtree(box, ignore_errors=True)
     for lfn in meta["logs"]:
         # Empty placeholders, transferred in: the command finds its log's folder,
         # and the log always exists to be transferred back.
         path = os.path.join(box, "in", lfn)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         open(path, "wb").close()
-    for lfn in [RECORD, *meta["logs"], *(o["lfn"] for o in spec["outputs"])]:
-        os.makedirs(os.path.dirname(os.path.join(box, "out", lfn)), exist_ok=True)
-    os.makedirs(os.path.join(box, "in"), exist_ok=True)
     _write_json(spec_path(node), spec)
     return EXIT_OK
 
@@ -210,7 +215,7 @@ def _promote(src: str, dest: str, sha: str | None, full: bool) -> None:
     os.unlink(src)
 
 
-def _verdict(node: str, spec: dict, record: dict | None, ret: int) -> dict[str, str | None]:
+def _verdict(spec: dict, landing: str, record: dict | None, ret: int) -> dict[str, str | None]:
     """The outputs' checksums if the attempt is a verified success; raises _Fail otherwise."""
     if record is None:
         code = EXIT_NO_RETRY if ret == EXIT_NO_RETRY else EXIT_FAILED
@@ -225,7 +230,6 @@ def _verdict(node: str, spec: dict, record: dict | None, ret: int) -> dict[str, 
         raise _Fail(EXIT_FAILED, f"the record says ok but the job exited {ret}")
     full = spec.get("integrity", "full") == "full"
     made = {f["lfn"]: f.get("sha256") for f in record.get("files") or () if f.get("role") == "output"}
-    box = os.path.join(sandbox_dir(node), "out")
     out: dict[str, str | None] = {}
     for o in spec["outputs"]:
         lfn = o["lfn"]
@@ -234,13 +238,12 @@ def _verdict(node: str, spec: dict, record: dict | None, ret: int) -> dict[str, 
         sha = made[lfn]
         if full and not sha:
             raise _Fail(EXIT_MISSING_OUTPUT, f"output {lfn} has no checksum in the record")
-        landed = os.path.join(box, lfn)
+        landed = os.path.join(landing, lfn)
         if not os.path.isfile(landed):
             raise _Fail(EXIT_INTEGRITY, f"output {lfn} did not come back from the execute node")
         if full:
             actual = _sha256_file(landed)
             if actual != sha:
-                os.unlink(landed)
                 raise _Fail(EXIT_INTEGRITY, f"{lfn}: sha256 mismatch at stage-out "
                                             f"(expected {sha}, found {actual})")
         out[lfn] = sha
@@ -253,18 +256,19 @@ def post(node: str, ret: int, retry: int) -> int:
     if spec is None:
         raise _Fail(EXIT_NO_RETRY, f"no spec at {spec_path(node)}")
     meta = spec["condor"]
-    box = os.path.join(sandbox_dir(node), "out")
-    record = _load(os.path.join(box, RECORD))
+    landing = os.path.join(meta["workdir"], meta["landing"])
+    record = _load(os.path.join(landing, RECORD))
+    shard = shard_of(node)
     if record is not None:
-        _write_json(f"{RECORDS}/{shard_of(node)}/{node}.{retry + 1}.json", record)
-    for lfn in meta["logs"]:  # a failed job keeps its log too
-        landed = os.path.join(box, lfn)
-        if os.path.isfile(landed):
-            _promote(landed, os.path.join(meta["workdir"], lfn), None, False)
-    outputs = _verdict(node, spec, record, ret)
+        _write_json(f"{RECORDS}/{shard}/{node}.{retry + 1}.json", record)
+    log = os.path.join(landing, COMMAND_LOG)
+    if os.path.isfile(log):
+        os.makedirs(f"{LOGS}/{shard}", exist_ok=True)
+        shutil.copyfile(log, f"{LOGS}/{shard}/{node}.cmd.log")
+    outputs = _verdict(spec, landing, record, ret)
     full = spec.get("integrity", "full") == "full"
     for lfn, sha in outputs.items():
-        _promote(os.path.join(box, lfn), os.path.join(meta["workdir"], lfn), sha, full)
+        _promote(os.path.join(landing, lfn), os.path.join(meta["workdir"], lfn), sha, full)
     for lfn in meta["protected"]:
         dest = os.path.join(meta["workdir"], lfn)
         mode = stat.S_IMODE(os.stat(dest).st_mode)
@@ -272,7 +276,9 @@ def post(node: str, ret: int, retry: int) -> int:
     # The ledger is the commit point: a child's PRE script trusts only what is here.
     _write_json(ledger_path(node), {"node": node, "job_id": spec["job_id"],
                                     "attempt": spec["attempt"], "outputs": outputs})
-    shutil.rmtree(sandbox_dir(node), ignore_errors=True)  # a failed attempt's stays for a look
+    # A failed attempt's landing folder stays for a look (the next PRE script clears it).
+    shutil.rmtree(landing, ignore_errors=True)
+    shutil.rmtree(sandbox_dir(node), ignore_errors=True)
     _say(node, f"ok: {len(outputs)} output(s) verified and recorded")
     return EXIT_OK
 

@@ -86,7 +86,7 @@ class Rule:
     log: tuple[Item, ...] = ()
     params: tuple[Param, ...] = ()
     threads: int = 1
-    resources: tuple[tuple[str, int], ...] = ()
+    resources: tuple[tuple[str, int | str], ...] = ()
     retries: int | None = None
     priority: int = 0
     container: ContainerRef | None = None

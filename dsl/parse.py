@@ -38,6 +38,8 @@ STATEMENTS = ("configfile", "include", "wildcard_constraints", "replicas", "loca
 BLOCKS = ("rule", "container", "replica")
 REPLICA_KEYS = ("url", "sha256", "site")
 CONTAINER_KEYS = ("image", "sha256", "type")
+#: Resources whose value is text: per-rule settings of the Slurm backend.
+TEXT_RESOURCES = ("slurm_partition", "slurm_account", "slurm_extra")
 CONTAINER_TYPES = ("docker", "oci", "singularity")
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -398,6 +400,13 @@ class _Loader:
                 if not (isinstance(arg, Tree) and arg.data == "named_arg"):
                     raise WffileError.at(pos_of(path, arg), "resources: items are name=integer")
                 value = ev.eval(arg.children[1])
+                if str(arg.children[0]) in TEXT_RESOURCES:
+                    # Per-rule batch-system settings (the Slurm backend), the only text resources.
+                    if not isinstance(value, str) or not value.strip():
+                        raise WffileError.at(pos_of(path, arg.children[1]),
+                                             f"resource '{arg.children[0]}' must be a non-empty string, not {value!r}")
+                    res.append((str(arg.children[0]), value))
+                    continue
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise WffileError.at(pos_of(path, arg.children[1]),
                                          f"resource '{arg.children[0]}' must be a non-negative integer, not {value!r}")

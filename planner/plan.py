@@ -65,7 +65,7 @@ class Job(NamedTuple):
     log: tuple[str, ...] = ()
     container: str | None = None
     threads: int = 1
-    resources: tuple[tuple[str, int], ...] = ()
+    resources: tuple[tuple[str, int | str], ...] = ()
     retries: int = 0
     priority: int = 0
     local: bool = False

@@ -32,9 +32,14 @@ app = typer.Typer(
 )
 
 
+#: ``wf run --backend slurm`` without -j: at most this many batch jobs at once.
+SLURM_MAX_JOBS = 1000
+
+
 class Backend(StrEnum):
     local = "local"
     condor = "condor"
+    slurm = "slurm"
 
 
 class Integrity(StrEnum):
@@ -133,9 +138,9 @@ def run(
     dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Plan only: show what would run and why; run nothing.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="With -n: print the plan as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -n: list every job.")] = False,
-    cores: Annotated[int | None, typer.Option("-j", "--cores", min=1, help="Cores the local backend may use (default: all).")] = None,
+    cores: Annotated[int | None, typer.Option("-j", "--cores", min=1, help="Cores the local backend may use (default: all); with slurm, jobs queued or running at once (default: 1000).")] = None,
     directory: DirectoryOpt = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="local (embedded) or condor.")] = Backend.local,
+    backend: Annotated[Backend, typer.Option("--backend", help="local (embedded), condor or slurm.")] = Backend.local,
     integrity: Annotated[Integrity, typer.Option("--integrity", help="The integrity dial.")] = Integrity.full,
     staging: Annotated[Staging, typer.Option("--staging", help="Run jobs in place, or in scratch directories with verified transfers.")] = Staging.shared,
     retries: Annotated[int, typer.Option("--retries", min=0, help="Default retries for rules that set none.")] = 0,
@@ -147,6 +152,9 @@ def run(
     chaos_seed: Annotated[int, typer.Option("--chaos-seed", help="Seed for --chaos.")] = 0,
     container_runtime: Annotated[ContainerRuntime, typer.Option("--container-runtime", help="Run container jobs with bubblewrap (default) or podman.")] = ContainerRuntime.bwrap,
     resources: Annotated[list[str] | None, typer.Option("--resources", help="Budget for rules' resources: NAME=N (repeatable; mem_mb defaults to the machine's memory).")] = None,
+    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", help="With --backend slurm: the partition (a rule's resources: slurm_partition=\"…\" wins).")] = None,
+    slurm_account: Annotated[str | None, typer.Option("--slurm-account", help="With --backend slurm: the account to charge.")] = None,
+    slurm_extra: Annotated[str | None, typer.Option("--slurm-extra", help="With --backend slurm: more sbatch options, e.g. \"--qos=short --time=10\".")] = None,
 ) -> None:
     """Plan and run the workflow (WFFILE defaults to ./Wffile)."""
     workdir = _directory(directory)
@@ -178,13 +186,26 @@ def run(
         if not name or not value.isdigit():
             raise fail(f"--resources expects NAME=N with N a whole number, got {item!r}")
         budgets[name] = int(value)
+    slurm = None
+    if backend is Backend.slurm:
+        import shlex
+
+        from .slurm import SlurmOptions
+        try:
+            extra = tuple(shlex.split(slurm_extra or ""))
+        except ValueError as e:
+            raise fail(f"--slurm-extra: {e}") from None
+        slurm = SlurmOptions(partition=slurm_partition, account=slurm_account, extra=extra)
+        cores = cores or SLURM_MAX_JOBS
+    elif slurm_partition or slurm_account or slurm_extra:
+        raise fail("--slurm-partition, --slurm-account and --slurm-extra need --backend slurm")
     from .execute import run_workflow
     code = run_workflow(
         workflow, workdir, targets,
         cores=cores or os.cpu_count() or 1, integrity=integrity.value, staging=staging.value,
         retries=retries, keep_going=keep_going, forcerun=forcerun or [], force=force or [],
         chaos=chaos, chaos_seed=chaos_seed, resources=budgets,
-        container_runtime=container_runtime.value, console=_stdout(),
+        container_runtime=container_runtime.value, console=_stdout(), slurm=slurm,
     )
     raise typer.Exit(code)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +28,16 @@ from .chaos import Chaos, ChaosSpecError
 from .containers import container_problems
 from .db import Database, DatabaseOracle, db_path, image_references
 from .events import Observer, RunSummary
-from .local import LocalExecutor, Options, default_resources, oversized
+from .local import ThreadLauncher
+from .scheduler import (
+    EXIT_INTERRUPTED,
+    Interrupted,
+    Launcher,
+    Options,
+    Scheduler,
+    default_resources,
+    oversized,
+)
 
 
 class DirectoryBusy(Exception):
@@ -65,11 +76,40 @@ class RunLock:
             self.fh.close()
 
 
-def _clean_leftovers(workdir: str) -> None:
+def _clean_leftovers(workdir: str, keep: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     # Under the lock, anything in partial/ or scratch/ belongs to a run that
-    # died: never a final output, so it can go.
+    # died: never a final output, so it can go; except the partial outputs
+    # of batch jobs that run on (``keep``: reattached by the Slurm backend).
     for sub in ("partial", "scratch"):
-        shutil.rmtree(os.path.join(workdir, ".wf", sub), ignore_errors=True)
+        root = os.path.join(workdir, ".wf", sub)
+        if not keep or sub != "partial":
+            shutil.rmtree(root, ignore_errors=True)
+            continue
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            if name not in keep:
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+class _Terminated:
+    """SIGTERM raises :class:`Interrupted` in the main thread while a run is on."""
+
+    def __enter__(self) -> _Terminated:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def initial_refs(plan: Plan, db: Database, oracle: DatabaseOracle) -> dict[str, str | None]:
@@ -143,8 +183,13 @@ def run_workflow(
     container_runtime: str = "bwrap",
     console: Any = None,
     observers: Sequence[Observer] | None = None,
+    slurm: Any = None,
 ) -> int:
-    """Plan and run; returns the exit code."""
+    """Plan and run; returns the exit code.
+
+    ``slurm`` (a :class:`runtime.slurm.SlurmOptions`) runs the jobs as Slurm
+    batch jobs; ``cores`` then bounds how many are queued or running at once.
+    """
     try:
         chaos_cfg = Chaos.parse(chaos, chaos_seed) if chaos else None
     except ChaosSpecError as e:
@@ -162,7 +207,17 @@ def run_workflow(
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        _clean_leftovers(wd)
+        launcher: Launcher = ThreadLauncher()
+        keep: set[str] = set()
+        if slurm is not None:
+            from .slurm import SlurmLauncher, probe
+            problems = probe(slurm.env)
+            if problems:
+                print("error: cannot run on Slurm: " + "; ".join(problems), file=sys.stderr)
+                return 2
+            launcher = SlurmLauncher(wd, slurm)
+            keep = launcher.survivors()
+        _clean_leftovers(wd, keep)
         db = Database(db_path(wd))
         db.conn.execute("UPDATE runs SET status='crashed' WHERE status='running'")
         oracle = DatabaseOracle(db, wd, image_references(workflow))
@@ -177,7 +232,8 @@ def run_workflow(
             print("\n".join(d.render() for d in problems), file=sys.stderr)
             db.close()
             return 2
-        budgets = {**default_resources(), **(resources or {})}
+        # Slurm holds batch jobs to their resources; locally we do.
+        budgets = {**default_resources(), **(resources or {})} if launcher.local_resources else {}
         too_big = oversized(plan, budgets)
         if too_big:
             print("error: " + "\nerror: ".join(too_big[:10])
@@ -195,7 +251,7 @@ def run_workflow(
             return 0
         run_id = db.start_run(
             started=time.time(), status="running", wffile=os.path.abspath(workflow.path), workdir=wd,
-            argv=" ".join(sys.argv), host=socket.gethostname(), pid=os.getpid(), backend="local",
+            argv=" ".join(sys.argv), host=socket.gethostname(), pid=os.getpid(), backend=launcher.name,
             integrity=integrity, staging=staging, jobs_total=to_run,
             jobs_pruned=len(plan.order) - to_run)
         db.add_jobs(run_id, ((j.id, j.rule, j.kind.value,
@@ -203,13 +259,15 @@ def run_workflow(
                               plan.decisions[j.id].reason.text) for j in plan.jobs()))
         db.commit()
         refs = initial_refs(plan, db, oracle)
-        executor = LocalExecutor(plan, db, run_id, Options(cores, integrity, staging, keep_going, chaos_cfg,
-                                                           tuple(budgets.items()), container_runtime),
-                                 observers, refs)
-        summary: RunSummary = executor.run()
+        executor = Scheduler(plan, db, run_id, Options(cores, integrity, staging, keep_going, chaos_cfg,
+                                                       tuple(budgets.items()), container_runtime),
+                             observers, refs, launcher)
+        with _Terminated():
+            summary: RunSummary = executor.run()
         if summary.exit_code == 0:
             remove_temp_files(plan, db, executor.done, observers)
-        db.finish_run(run_id, "success" if summary.exit_code == 0 else "failed", summary.exit_code)
+        status = {0: "success", EXIT_INTERRUPTED: "interrupted"}.get(summary.exit_code, "failed")
+        db.finish_run(run_id, status, summary.exit_code)
         for o in observers:
             o.run_finished(summary)
         db.close()

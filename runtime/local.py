@@ -1,541 +1,72 @@
-"""The embedded local executor: a scheduler over the plan on ``-j`` cores.
+"""The embedded local backend: the wrapper in-process, on ``-j`` worker threads.
 
-The job wrapper runs in-process (a worker thread per running job); only
-the user's command is a new process. The scheduler does work proportional
-to a finished job's edges, never to the whole DAG: a finished job
-decrements its children's pending-parent counts and pushes those that
-reach zero onto a priority heap.
+Only the user's command is a new process. Each worker takes the best ready
+job itself and, when the attempt succeeds, frees its cores and takes the
+next one without waiting for the scheduler's bookkeeping.
 """
 
 from __future__ import annotations
 
-import hashlib
-import heapq
-import os
-import queue
-import re
-import shutil
-import stat
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from planner.commands import rerender_command
-from planner.plan import Job, JobKind, Plan
+from planner.plan import Plan
 
 from . import wrapper
-from .chaos import Chaos
 from .db import Database
-from .events import (
-    OUTCOME_FAILED,
-    OUTCOME_OK,
-    OUTCOME_REMAKE,
-    OUTCOME_RETRY,
-    Observer,
-    RunSummary,
-)
-
-#: How often one intermediate may be remade after being found corrupt at rest.
-MAX_REMAKES = 3
-#: Seconds between database commits while jobs finish (a crash loses at most this).
-COMMIT_EVERY = 0.25
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+from .events import Observer
+from .scheduler import Launcher, Options, Scheduler
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    """How to run: the CLI's options that the executor honours."""
+class ThreadLauncher(Launcher):
+    """One worker thread per core, each running :func:`wrapper.run_spec` in-process."""
 
-    cores: int = 1
-    integrity: str = "full"
-    staging: str = "shared"
-    keep_going: bool = False
-    chaos: Chaos | None = None
-    #: Budgets for rules' ``resources:`` (e.g. mem_mb); a resource without a
-    #: budget is not limited.
-    resources: tuple[tuple[str, int], ...] = ()
-    container_runtime: str = "bwrap"
+    name = "local"
 
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._interrupted = False
 
-def default_resources() -> dict[str, int]:
-    """The machine's memory as the ``mem_mb`` budget."""
-    try:
-        return {"mem_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)}
-    except (ValueError, OSError):
-        return {}
+    def start(self, sched: Scheduler) -> None:
+        """Start one worker per core."""
+        self._threads = [threading.Thread(target=self._worker, args=(sched,), daemon=True,
+                                          name=f"wf-worker-{i}") for i in range(max(1, sched.opt.cores))]
+        for t in self._threads:
+            t.start()
 
+    def join(self) -> None:
+        """Wait for the workers; after an interrupt, only briefly (their
+        commands got the terminal's SIGINT too; daemon threads die with us)."""
+        for t in self._threads:
+            t.join(timeout=1.0 if self._interrupted else None)
 
-def oversized(plan: Plan, budgets: dict[str, int]) -> list[str]:
-    """Jobs that need more of a resource than the whole budget (they could never start)."""
-    out = []
-    for job in plan.to_run():
-        for name, amount in job.resources:
-            if name in budgets and amount > budgets[name]:
-                out.append(f"{job.id} needs {name}={amount}, but only {budgets[name]} is available")
-    return out
+    def interrupt(self) -> None:
+        """Stop waiting for running attempts."""
+        self._interrupted = True
 
-
-def job_key(job_id: str) -> str:
-    """A file-system-safe, unique name for a job's files under ``.wf/``."""
-    digest = hashlib.sha1(job_id.encode()).hexdigest()
-    return f"{_UNSAFE.sub('_', job_id)[:60]}-{digest[:10]}"
-
-
-def _fingerprint(path: str) -> tuple[int, ...] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _shard(key: str) -> str:
-    return key[-2:]
-
-
-class LocalExecutor:
-    """Runs the jobs a plan marks to run; see :meth:`run`."""
-
-    def __init__(self, plan: Plan, db: Database, run_id: int, options: Options,
-                 observers: Sequence[Observer], refs: dict[str, str | None]):
-        self.plan = plan
-        self.db = db
-        self.run_id = run_id
-        self.opt = options
-        self.observers = list(observers)
-        self.refs = refs
-        self.workdir = plan.workdir
-        self.wfdir = os.path.join(self.workdir, ".wf")
-        graph = plan.graph
-        self.nodes = graph.nodes
-        self.succ = graph.succ
-        self.pred = graph.pred
-        self.to_run = {j.id for j in plan.to_run()}
-        self.order_index = {jid: i for i, jid in enumerate(plan.order)}
-        self.pending = {jid: sum(1 for p in self.pred[jid] if p in self.to_run) for jid in self.to_run}
-        # Jobs whose children still count them as pending (see _succeeded).
-        self.unreleased = set(self.to_run)
-        self.ready: list[tuple[int, int, str]] = []
-        self.attempts: dict[str, int] = {}
-        self.failures_counted: dict[str, int] = {}
-        self.done: set[str] = set()
-        self.failed: dict[str, dict[str, Any]] = {}
-        self.remakes: dict[str, int] = {}
-        self.waiting_on: dict[str, set[str]] = {}
-        self.verified_images: dict[str, tuple[int, ...] | None] = {}
-        self.made_shards: set[str] = set()
-        self.summary = RunSummary(run_id=run_id, total=len(self.to_run),
-                                  pruned=len(plan.order) - len(self.to_run))
-        self._last_commit = time.monotonic()
-        for jid in self.to_run:
-            if self.pending[jid] == 0:
-                self._push(jid)
-
-    # -- scheduling ------------------------------------------------------------
-    def _push(self, jid: str, boost: int = 0) -> None:
-        job: Job = self.nodes[jid]["job"]
-        heapq.heappush(self.ready, (-(job.priority + boost), self.order_index[jid], jid))
-
-    def _emit(self, name: str, *args: Any) -> None:
-        for o in self.observers:
-            getattr(o, name)(*args)
-
-    def run(self) -> RunSummary:
-        """Run until every job is done or failed; returns the summary.
-
-        Worker threads (one per core) take ready jobs themselves and run the
-        wrapper; the main thread books each finished attempt (database,
-        observers, children made ready). A worker that finishes a job starts
-        the next ready one at once, without waiting for that bookkeeping.
-        """
-        start = time.time()
-        self._emit("run_started", self.plan, self.run_id, len(self.to_run))
-        self._budget = self.opt.cores
-        self._free = dict(self.opt.resources)
-        self._stop = False
-        self._all_done = False
-        self._running = 0
-        self._cond = threading.Condition()
-        results: queue.SimpleQueue = queue.SimpleQueue()
-        workers = [threading.Thread(target=self._worker, args=(results,), daemon=True,
-                                    name=f"wf-worker-{i}") for i in range(max(1, self.opt.cores))]
-        for w in workers:
-            w.start()
-        cond = self._cond
-        while True:
-            with cond:
-                if self._running == 0 and (self._stop or not self.ready):
-                    self._all_done = True
-                    cond.notify_all()
-                    break
-            msg = results.get()
-            with cond:
-                if msg[0] == "start":
-                    _, job, attempt = msg
-                    self.db.set_job(self.run_id, job.id, "running", started=time.time(), attempts=attempt)
-                    self._emit("job_started", job, attempt)
-                    continue
-                _, jid, attempt, need, ctx, record, released = msg
-                if not released:
-                    self._release(jid, need)
-                self._running -= 1
-                if not self._finished(jid, attempt, record, ctx) and not self.opt.keep_going:
-                    self._stop = True
-                self._maybe_commit()
-                cond.notify_all()
-        for w in workers:
-            w.join()
-        self.db.commit()
-        s = self.summary
-        s.wall_seconds = time.time() - start
-        s.failed = len(self.failed)
-        s.not_run = len(self.to_run) - len(self.done) - len(self.failed)
-        s.failures = list(self.failed.values())
-        if any(f["status"] == "integrity" for f in self.failed.values()):
-            s.exit_code = 3
-        elif self.failed or s.not_run:
-            s.exit_code = 1
-        return s
-
-    def _take(self) -> tuple[str, Job, int, int, dict[str, Any], dict[str, Any]] | None:
-        """Pop the best ready job if it fits the budgets (call with the lock held)."""
-        if self._stop or not self.ready:
-            return None
-        _, _, jid = self.ready[0]
-        job: Job = self.nodes[jid]["job"]
-        need = min(max(job.threads, 1), self.opt.cores)
-        # Strict priority order: the best ready job waits for room rather
-        # than being overtaken by smaller ones.
-        if need > self._budget or any(self._free.get(r, n) < n for r, n in job.resources):
-            return None
-        heapq.heappop(self.ready)
-        self._budget -= need
-        for r, n in job.resources:
-            if r in self._free:
-                self._free[r] -= n
-        attempt = self.attempts.get(jid, 0) + 1
-        self.attempts[jid] = attempt
-        spec, ctx = self._spec(job, attempt)
-        self._running += 1
-        return jid, job, attempt, need, spec, ctx
-
-    def _release(self, jid: str, need: int) -> None:
-        self._budget += need
-        for r, n in self.nodes[jid]["job"].resources:
-            if r in self._free:
-                self._free[r] += n
-
-    def _worker(self, results: queue.SimpleQueue) -> None:
-        cond = self._cond
+    def _worker(self, sched: Scheduler) -> None:
+        cond = sched.cond
         while True:
             with cond:
                 while True:
-                    if self._all_done:
+                    if sched.all_done:
                         return
-                    item = self._take()
+                    item = sched.take()
                     if item is not None:
                         break
                     cond.wait()
             jid, job, attempt, need, spec, ctx = item
-            results.put(("start", job, attempt))
+            sched.started(job, attempt)
             try:
-                record = wrapper.run_spec(spec)
+                record: dict[str, Any] = wrapper.run_spec(spec)
             except Exception as e:  # the wrapper itself broke: a failed attempt, kept
                 record = {"status": "failed", "attempt": attempt, "message": f"wrapper error: {e!r}",
                           "events": [], "files": [], "exit_code": None}
-            # A success frees its cores at once, so this worker can start the
-            # next ready job; a failure waits for the main thread, which may
-            # stop the run before anything else starts.
-            released = record.get("status") == "ok"
-            if released:
-                with cond:
-                    self._release(jid, need)
-                    cond.notify_all()
-            results.put(("done", jid, attempt, need, ctx, record, released))
-
-    def _maybe_commit(self) -> None:
-        now = time.monotonic()
-        if now - self._last_commit >= COMMIT_EVERY:
-            self.db.commit()
-            self._last_commit = now
-
-    # -- one attempt ---------------------------------------------------------
-    def _spec(self, job: Job, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        key = job_key(job.id)
-        shard = _shard(key)
-        base = f"{key}.{attempt}"
-        logs_dir = os.path.join(self.wfdir, "logs", shard)
-        rec_dir = os.path.join(self.wfdir, "records", shard)
-        if shard not in self.made_shards:  # 256 shards: a stat per job adds up
-            os.makedirs(logs_dir, exist_ok=True)
-            os.makedirs(rec_dir, exist_ok=True)
-            self.made_shards.add(shard)
-        spec: dict[str, Any] = {
-            "version": 1,
-            "job_id": job.id,
-            "attempt": attempt,
-            "integrity": self.opt.integrity,
-            "stdout": os.path.join(logs_dir, base + ".out"),
-            "stderr": os.path.join(logs_dir, base + ".err"),
-            "record": os.path.join(rec_dir, base + ".json"),
-            "chaos": self.opt.chaos.transfer_spec() if self.opt.chaos else None,
-        }
-        ctx: dict[str, Any] = {"scratch": None, "stdout": spec["stdout"], "stderr": spec["stderr"],
-                               "record": spec["record"]}
-        copy = self.opt.staging == "copy" and not job.local
-        refs = self.refs
-        if job.kind in (JobKind.STAGE_IN, JobKind.CONTAINER_STAGE_IN):
-            out = job.outputs[0]
-            partial = os.path.join(".wf", "partial", base, out.lfn)
-            spec.update(command=None, cwd=self.workdir, staging="shared",
-                        inputs=[{"lfn": out.lfn, "sha256": refs.get(out.lfn) or out.sha256,
-                                 "path": partial, "source": job.source}],
-                        outputs=[{"lfn": out.lfn, "path": partial,
-                                  "dest": os.path.join(self.workdir, out.lfn)}])
-            ctx["partial"] = os.path.join(self.workdir, ".wf", "partial", base)
-            return spec, ctx
-        for lfn in job.log:
-            os.makedirs(os.path.dirname(os.path.join(self.workdir, lfn)) or ".", exist_ok=True)
-        if copy:
-            scratch = os.path.join(self.wfdir, "scratch", base)
-            ctx["scratch"] = scratch
-            spec.update(
-                command=job.command, cwd=scratch, staging="copy",
-                inputs=[{"lfn": f.lfn, "sha256": refs.get(f.lfn), "path": f.lfn,
-                         "source": os.path.join(self.workdir, f.lfn)} for f in job.inputs],
-                outputs=[{"lfn": f.lfn, "path": f.lfn, "dest": os.path.join(self.workdir, f.lfn)}
-                         for f in job.outputs],
-            )
-            for lfn in job.log:
-                os.makedirs(os.path.dirname(os.path.join(scratch, lfn)) or scratch, exist_ok=True)
-            if job.container is not None:
-                # Copied into the scratch directory and verified there, like any input.
-                spec["container"] = {
-                    "lfn": job.container, "sha256": refs.get(job.container),
-                    "image": os.path.join(scratch, ".wf-image", os.path.basename(job.container)),
-                    "source": os.path.join(self.workdir, job.container),
-                    "cache": os.path.join(self.wfdir, "containers"), "runtime": self.opt.container_runtime,
-                }
-            return spec, ctx
-        partial_root = os.path.join(".wf", "partial", base)
-        ctx["partial"] = os.path.join(self.workdir, partial_root)
-        # One directory per output keeps each file's own name (tools read
-        # formats from it) without recreating the output's directory tree.
-        mapping = {f.lfn: os.path.join(partial_root, str(i), os.path.basename(f.lfn))
-                   for i, f in enumerate(job.outputs)}
-        command = job.command
-        if command is not None and mapping:
-            command = rerender_command(self.plan.workflow, job, mapping)
-        spec.update(
-            command=command, cwd=self.workdir, staging="shared",
-            inputs=[{"lfn": f.lfn, "sha256": refs.get(f.lfn), "path": f.lfn} for f in job.inputs],
-            outputs=[{"lfn": f.lfn, "path": mapping[f.lfn],
-                      "dest": os.path.join(self.workdir, f.lfn)} for f in job.outputs],
-            # emptied by the renames of a successful attempt: removed by the wrapper,
-            # in the worker thread, not by the scheduler
-            cleanup=[os.path.dirname(p) for p in mapping.values()] + [partial_root],
-        )
-        if job.container is not None:
-            os.makedirs(ctx["partial"], exist_ok=True)
-            image = os.path.join(self.workdir, job.container)
-            spec["container"] = {
-                "lfn": job.container, "sha256": refs.get(job.container), "image": image,
-                "verified": self._image_unchanged(job.container, image),
-                "cache": os.path.join(self.wfdir, "containers"), "runtime": self.opt.container_runtime,
-                # The job sees the working directory, but not the database, the
-                # records or the image cache: only its own partial outputs in .wf/.
-                "ro_binds": [self.wfdir], "rw_binds": [ctx["partial"]],
-            }
-        return spec, ctx
-
-    def _image_unchanged(self, lfn: str, path: str) -> bool:
-        """True if ``path`` is the very file verified before (inode, size and times)."""
-        seen = self.verified_images.get(lfn)
-        return seen is not None and seen == _fingerprint(path)
-
-    def _finished(self, jid: str, attempt: int, record: dict[str, Any], ctx: dict[str, Any]) -> bool:
-        """Book-keep one attempt; False when the job failed for good."""
-        job: Job = self.nodes[jid]["job"]
-        status = record.get("status")
-        scratch = ctx.get("scratch")
-        if scratch:
-            self._copy_logs_back(job, scratch)
-        self.db.add_attempt(self.run_id, jid, record, ctx["stdout"], ctx["stderr"], ctx["record"])
-        self.summary.bytes_hashed += (record.get("totals") or {}).get("bytes_hashed", 0)
-        for e in record.get("events") or ():
-            if e.get("kind") == "generate" and e.get("ok") and e.get("actual"):
-                self._first_sight(e["file"], e["actual"])
-            if e.get("kind") == "compare" and not e.get("ok"):
-                self.summary.integrity_errors += 1
-                if self.opt.chaos:
-                    self.db.mark_chaos_detected(self.run_id, e.get("file"))
-        for e in record.get("events") or ():
-            if e.get("stage") == "container" and e.get("ok") and not e.get("cached") \
-                    and ctx.get("scratch") is None:
-                self.verified_images[e["file"]] = _fingerprint(os.path.join(self.workdir, e["file"]))
-        if status == "ok":
-            if job.kind is JobKind.CONTAINER_STAGE_IN:
-                # The copy was verified as it landed: that check stands for later jobs.
-                lfn = job.outputs[0].lfn
-                self.verified_images[lfn] = _fingerprint(os.path.join(self.workdir, lfn))
-            self._succeeded(job, record)
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
-            if ctx.get("partial") and os.path.isdir(ctx["partial"]):
-                shutil.rmtree(ctx["partial"], ignore_errors=True)
-            self._emit("job_finished", job, attempt, record, OUTCOME_OK)
-            return True
-        if ctx.get("partial"):
-            shutil.rmtree(ctx["partial"], ignore_errors=True)
-        if status == "integrity":
-            bad = _pre_job_mismatch(record)
-            if bad is not None and self._remake(jid, bad):
-                self.summary.remade += 1
-                self.db.set_job(self.run_id, jid, "waiting")
-                self._emit("job_finished", job, attempt, record, OUTCOME_REMAKE)
-                return True
-        used = self.failures_counted.get(jid, 0) + 1
-        self.failures_counted[jid] = used
-        if used <= job.retries:
-            self.summary.retries += 1
-            self.db.set_job(self.run_id, jid, "retrying")
-            self._push(jid)
-            self._emit("job_finished", job, attempt, record, OUTCOME_RETRY)
-            return True
-        self.failed[jid] = {
-            "job": jid, "status": status, "attempt": attempt, "exit_code": record.get("exit_code"),
-            "message": record.get("message"), "stderr": ctx["stderr"],
-            "events": [e for e in record.get("events") or () if not e.get("ok")],
-        }
-        self.db.set_job(self.run_id, jid, "failed", finished=time.time())
-        self._emit("job_finished", job, attempt, record, OUTCOME_FAILED)
-        return False
-
-    def _first_sight(self, lfn: str, sha: str) -> None:
-        # The checksum computed the first time a raw input is used is the
-        # reference for every later use.
-        if self.refs.get(lfn) is None:
-            self.refs[lfn] = sha
-            path = os.path.join(self.workdir, lfn)
-            try:
-                st = os.stat(path)
-            except OSError:
-                return
-            self.db.record_file(lfn, sha, st.st_size, st.st_mtime_ns, None, self.run_id)
-
-    def _succeeded(self, job: Job, record: dict[str, Any]) -> None:
-        jid = job.id
-        outputs: dict[str, str] = {}
-        for f in record.get("files") or ():
-            if f.get("role") == "output" and f.get("sha256"):
-                outputs[f["lfn"]] = f["sha256"]
-        protected = {f.lfn for f in job.outputs if f.protected}
-        for f in job.outputs:
-            sha = outputs.get(f.lfn)
-            if sha is None:
-                continue
-            path = os.path.join(self.workdir, f.lfn)
-            st = os.stat(path)
-            if f.lfn in protected:
-                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-                st = os.stat(path)
-            self.refs[f.lfn] = sha
-            self.db.record_file(f.lfn, sha, st.st_size, st.st_mtime_ns, jid, self.run_id)
-        if job.kind is JobKind.COMPUTE and job.outputs:
-            inputs = {f.lfn: self.refs.get(f.lfn) or "" for f in job.inputs}
-            image_sha = self.refs.get(job.container) if job.container else None
-            self.db.record_product(jid, job.command, inputs, outputs, image_sha, self.run_id)
-        self.done.add(jid)
-        self.summary.succeeded += 1
-        self.db.set_job(self.run_id, jid, "done", finished=time.time())
-        if self.opt.chaos and self.opt.chaos.rest:
-            self._chaos_rest(job, outputs)
-        if jid in self.unreleased:
-            # Only a first success releases the children: a remade producer's
-            # children counted it already, and only its waiters wait again.
-            self.unreleased.discard(jid)
-            for child in self.succ[jid]:
-                if child in self.to_run and child not in self.done:
-                    self.pending[child] -= 1
-                    if self.pending[child] == 0 and child not in self.failed:
-                        self._push(child)
-        for waiter in self.waiting_on.pop(jid, ()):
-            self.pending[waiter] -= 1
-            if self.pending[waiter] == 0:
-                self._push(waiter)
-
-    def _chaos_rest(self, job: Job, outputs: dict[str, str]) -> None:
-        # Only intermediates: a file some job still has to read. Final
-        # outputs are never harmed (nothing would be left to catch it), and a
-        # file a target rule (no command) lists is a final output, whoever
-        # else reads it.
-        chaos = self.opt.chaos
-        assert chaos is not None
-        for f in job.outputs:
-            if f.lfn not in outputs:
-                continue
-            readers = [self.nodes[c]["job"] for c in self.succ[job.id]
-                       if c in self.to_run and c not in self.done]
-            readers = [r for r in readers if any(i.lfn == f.lfn for i in r.inputs)]
-            if not readers or any(r.command is None for r in readers):
-                continue
-            path = os.path.join(self.workdir, f.lfn)
-            if chaos.corrupt_at_rest(path, job.id, self.attempts[job.id], f.lfn):
-                self.db.add_chaos(self.run_id, job.id, self.attempts[job.id],
-                                  [{"kind": "rest", "file": f.lfn, "stage": "rest", "detected": 0}])
-                self._emit("message", f"chaos: flipped a byte of {f.lfn} at rest")
-
-    def _remake(self, consumer: str, lfn: str) -> bool:
-        """Rerun the producer of a corrupt intermediate; the consumer waits for it."""
-        ref = self.plan.files.get(lfn)
-        producer = ref.producer if ref is not None else None
-        # A stage-in job whose source is corrupt cannot remake its own input.
-        if producer is None or producer == consumer or producer not in self.nodes:
-            return False
-        count = self.remakes.get(lfn, 0)
-        if count >= MAX_REMAKES:
-            return False
-        self.remakes[lfn] = count + 1
-        # Forget the fingerprint so a later plan hashes the file again.
-        self.db.forget_file(lfn)
-        self.refs.pop(lfn, None)
-        self.pending[consumer] = self.pending.get(consumer, 0) + 1
-        self.waiting_on.setdefault(producer, set()).add(consumer)
-        if producer in self.done or producer not in self.to_run:
-            self.done.discard(producer)
-            if producer not in self.to_run:
-                self.to_run.add(producer)
-                self.summary.total += 1
-            self.summary.succeeded -= 1 if producer in self.attempts else 0
-            self.pending[producer] = 0
-            self._push(producer, boost=1000)
-        self._emit("message", f"{lfn} is corrupt at rest: remaking it with {producer}")
-        return True
-
-    def _copy_logs_back(self, job: Job, scratch: str) -> None:
-        # A failed job keeps its log: copy it back whatever the outcome.
-        for lfn in job.log:
-            src = os.path.join(scratch, lfn)
-            if os.path.exists(src):
-                dst = os.path.join(self.workdir, lfn)
-                os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-                shutil.copyfile(src, dst)
+            sched.ended(jid, attempt, need, ctx, record)
 
 
-def _pre_job_mismatch(record: dict[str, Any]) -> str | None:
-    """The input found corrupt where it lies, or None.
-
-    A failed ``stage-in`` comparison alone is a bad copy, not a bad source:
-    a plain retry cures it. The wrapper adds a failed ``source`` comparison
-    when the source itself does not match.
-    """
-    for e in record.get("events") or ():
-        if e.get("stage") in ("pre-job", "source") and e.get("kind") == "compare" and not e.get("ok"):
-            return e.get("file")
-    return None
-
-
-Progress = Callable[[int, int], None]
+def LocalExecutor(plan: Plan, db: Database, run_id: int, options: Options,  # noqa: N802 (a factory)
+                  observers: Sequence[Observer], refs: dict[str, str | None]) -> Scheduler:
+    """The scheduler with the local launcher."""
+    return Scheduler(plan, db, run_id, options, observers, refs, ThreadLauncher())

@@ -31,6 +31,12 @@ URL)::
       "chaos": null | {"transfer": 0.1, "truncate": 0.0, "silent": 0.0,
                        "rest": 0.0, "seed": 7}  # "rest" is the executor's, ignored here
       "cleanup": ["dir", …],                 # removed (if empty) after a success
+      "scratch": null | {"root": null | "/dir",   # run in a fresh directory made
+                         "logs": [{"path", "dest"}]},  # here (root: $TMPDIR or
+                                             # /tmp): node-local scratch; ``cwd`` is
+                                             # then ignored; ``logs`` are copied
+                                             # back whatever the outcome, and the
+                                             # directory is removed at the end
       "container": null | {"lfn", "image", "sha256", "verified", "cache",
                            "runtime": "bwrap" | "podman", "source",
                            "ro_binds": [...], "rw_binds": [...]}
@@ -759,6 +765,37 @@ def _new_record(job_id, attempt, host: str, start: float) -> dict:
     }
 
 
+def _make_scratch(scratch: object) -> str:
+    """A fresh node-local directory for one attempt (the spec's ``scratch``)."""
+    import tempfile
+
+    if not isinstance(scratch, dict):
+        raise SpecError(f"spec: 'scratch' must be an object, found {scratch!r}")
+    root = _want(scratch, "root", (str, type(None)), "scratch", None)
+    for i, item in enumerate(_want(scratch, "logs", list, "scratch", [])):
+        where = f"scratch.logs[{i}]"
+        if not isinstance(item, dict):
+            raise SpecError(f"{where}: expected an object, found {item!r}")
+        _want(item, "path", str, where)
+        _want(item, "dest", str, where)
+    root = root or os.environ.get("TMPDIR") or "/tmp"
+    os.makedirs(root, exist_ok=True)
+    cwd = tempfile.mkdtemp(prefix="wf-", dir=root)
+    for item in scratch.get("logs") or ():  # the command writes its logs there
+        os.makedirs(os.path.dirname(os.path.join(cwd, item["path"])), exist_ok=True)
+    return cwd
+
+
+def _leave_scratch(scratch: dict, cwd: str) -> None:
+    # A failed job keeps its log: copy the logs back whatever the outcome.
+    for item in scratch.get("logs") or ():
+        src = os.path.join(cwd, item["path"])
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(item["dest"]) or ".", exist_ok=True)
+            shutil.copyfile(src, item["dest"])
+    shutil.rmtree(cwd, ignore_errors=True)
+
+
 def run_spec(spec: dict) -> dict:
     """Run one job attempt from its spec; return (and write) its provenance record.
 
@@ -766,6 +803,17 @@ def run_spec(spec: dict) -> dict:
     one hash per input per stage and per output per stage with integrity
     full, plus the command itself; nothing else is spawned.
     """
+    scratch = spec.get("scratch") if isinstance(spec, dict) else None
+    if scratch is None:
+        return _run_spec(spec)
+    cwd = _make_scratch(scratch)
+    try:
+        return _run_spec({**spec, "cwd": cwd})
+    finally:
+        _leave_scratch(scratch, cwd)
+
+
+def _run_spec(spec: dict) -> dict:
     start = time.time()
     s = check_spec(spec)
     host = socket.gethostname()
@@ -803,10 +851,21 @@ def run_spec(spec: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``wrapper.py SPEC.json`` (or ``-`` for stdin) -> exit code."""
+    """``wrapper.py SPEC.json`` (or ``-`` for stdin) -> exit code.
+
+    ``wrapper.py --array LIST`` runs the spec named by line
+    ``$SLURM_ARRAY_TASK_ID`` (from 0) of LIST: one task of a job array.
+    """
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--array":
+        try:
+            with open(args[1], encoding="utf-8") as f:
+                args = [f.read().splitlines()[int(os.environ["SLURM_ARRAY_TASK_ID"])]]
+        except (OSError, KeyError, ValueError, IndexError) as e:
+            print(f"wf-wrapper: bad-spec: no spec for this array task: {e!r}", file=sys.stderr)
+            return EXIT_BAD_SPEC
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: wrapper.py SPEC.json", file=sys.stderr)
+        print("usage: wrapper.py SPEC.json | wrapper.py --array LIST", file=sys.stderr)
         return EXIT_BAD_SPEC
     start = time.time()
     spec = None

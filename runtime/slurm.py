@@ -1,0 +1,491 @@
+"""The Slurm backend: the shared scheduler, each attempt a batch job running the wrapper.
+
+The scheduler (:mod:`runtime.scheduler`) is the local backend's: it decides
+what runs next, books every attempt, retries, remakes, reuses. This module
+only launches and watches. Each ready attempt's spec is written under
+``.wf/slurm/specs/``; ``sbatch`` runs the job wrapper on a node with it
+(threads become ``--cpus-per-task``, ``mem_mb`` ``--mem``); wide fan-outs of
+one rule go out as a job array, one ``sbatch`` for many jobs. Completion
+is read from ``squeue --states=all`` (no accounting database is needed),
+then from the job's provenance record: Slurm's verdict alone is never
+trusted, exactly as an exit code is not.
+
+Every batch job carries a comment ``wf:<directory tag>:<spec>`` naming its
+spec, so a later ``wf run`` in the same directory finds the jobs a killed
+one left queued or running and reattaches to them instead of submitting
+them twice (see :meth:`SlurmLauncher.survivors`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.plan import Job
+
+from .scheduler import STATUS_LOST, Launcher, Scheduler, job_key
+
+TOOLS = ("sbatch", "squeue", "scancel", "scontrol")
+#: States in which a job may still run (squeue's long names).
+ACTIVE = frozenset({
+    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
+    "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT",
+})
+#: States in which the batch script ran to its end: the record says how it went.
+FINISHED = frozenset({"COMPLETED", "FAILED"})
+#: Seconds to wait for the record of a finished job to show (a shared file
+#: system may show it late) before the attempt counts as lost.
+RECORD_GRACE = 10.0
+#: A rule with at least this many jobs ready at once goes out as a job array.
+ARRAY_MIN = 8
+#: Jobs per sbatch array (well under Slurm's default MaxArraySize of 1001).
+ARRAY_MAX = 1000
+
+
+class SlurmUnavailable(Exception):
+    """What is missing to submit to Slurm from here."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmOptions:
+    """``--slurm-*`` options; rules override them with ``resources:``."""
+
+    partition: str | None = None
+    account: str | None = None
+    extra: tuple[str, ...] = ()
+    #: Seconds between two looks at the queue.
+    poll: float = 0.25
+    #: The interpreter that runs the wrapper on the nodes (a shared file system
+    #: shows the nodes this one).
+    python: str = sys.executable
+    #: Node-local scratch root for ``--staging copy`` (default: $TMPDIR, else /tmp).
+    scratch_root: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def probe(env: dict[str, str] | None = None, timeout: float = 30) -> list[str]:
+    """What is missing to submit to Slurm from here (empty: nothing)."""
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return [f"{', '.join(missing)} not found on PATH (install the Slurm client tools)"]
+    try:
+        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout,
+                              env=_env(env), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return [f"'scontrol ping' did not answer within {timeout:.0f} s"]
+    if proc.returncode != 0 or " is UP" not in proc.stdout:
+        said = " ".join((proc.stdout + proc.stderr).split())
+        return [f"no Slurm controller answers ('scontrol ping': {said or 'no output'})"]
+    return []
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str] | None:
+    return {**os.environ, **extra} if extra else None
+
+
+def directory_tag(workdir: str) -> str:
+    """Ten hex digits naming a working directory in batch job comments."""
+    return hashlib.sha256(os.path.realpath(workdir).encode()).hexdigest()[:10]
+
+
+def plan_sha(job: Job, spec: dict[str, Any]) -> str:
+    """What an attempt would compute: the planned command, inputs with their
+    reference checksums, outputs and image. An attempt left running by an
+    earlier ``wf run`` is reattached only if this still matches."""
+    what = {
+        "command": job.command,
+        "inputs": [(i.get("lfn"), i.get("sha256")) for i in spec.get("inputs", ())],
+        "outputs": [o.get("lfn") for o in spec.get("outputs", ())],
+        "container": [(c.get("lfn"), c.get("sha256")) for c in [spec.get("container") or {}]],
+        "integrity": spec.get("integrity"),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+def parse_squeue(text: str) -> dict[str, tuple[str, str, str]]:
+    """``squeue -h -r -o %i|%T|%r|%k`` output -> {job id: (state, reason, comment)}."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for line in text.splitlines():
+        parts = line.split("|", 3)
+        if len(parts) == 4:
+            out[parts[0].strip()] = (parts[1].strip(), parts[2].strip(), parts[3].strip())
+    return out
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One attempt queued or running in Slurm."""
+
+    jid: str
+    attempt: int
+    need: int
+    ctx: dict[str, Any]
+    record: str
+    submitted: float
+    state: str = "PENDING"
+    ended_at: float | None = None
+
+
+class SlurmLauncher(Launcher):
+    """Submits ready attempts with sbatch and watches them with squeue."""
+
+    name = "slurm"
+    local_resources = False  # Slurm holds jobs to their --mem, not us
+    node_scratch = True
+
+    def __init__(self, workdir: str, options: SlurmOptions):
+        self.workdir = workdir
+        self.opt = options
+        self.scratch_root = options.scratch_root
+        self.env = _env(options.env)
+        self.tag = directory_tag(workdir)
+        self.base = os.path.join(workdir, ".wf", "slurm")
+        self.bin = os.path.join(self.base, "bin")
+        self.flights: dict[str, _Flight] = {}
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self._thread: threading.Thread | None = None
+        self._sched: Scheduler | None = None
+        self._adoptable: dict[str, tuple[str, str, dict[str, Any], str]] = {}
+        self._array_seq = 0
+        self.submit_calls = 0
+
+    # -- before the run --------------------------------------------------------
+    def survivors(self) -> set[str]:
+        """Find batch jobs an earlier ``wf run`` here left behind.
+
+        Those whose spec is still on disk may be reattached; the names of
+        their partial-output directories are returned so that the clean-up
+        of leftovers spares them. The others are cancelled.
+        """
+        keep: set[str] = set()
+        prefix = f"wf:{self.tag}:"
+        for sid, (state, _reason, comment) in self._squeue(None).items():
+            if not comment.startswith(prefix) or state not in ACTIVE | FINISHED:
+                continue
+            spec_path = self._spec_of(sid, comment[len(prefix):])
+            spec = _load_json(spec_path) if spec_path else None
+            if spec is None or not isinstance(spec.get("job_id"), str):
+                self._scancel([sid])
+                continue
+            ctx = spec.get("wf_ctx") or {}
+            self._adoptable[spec["job_id"]] = (sid, spec_path, ctx, spec.get("plan_sha", ""))
+            if ctx.get("partial"):
+                keep.add(os.path.basename(ctx["partial"]))
+        return keep
+
+    def _spec_of(self, sid: str, token: str) -> str | None:
+        # A plain job names its spec; an array task names its list of specs.
+        if token.startswith("@"):
+            _, _, index = sid.partition("_")
+            lines = _read_lines(os.path.join(self.base, "arrays", token[1:]))
+            if not index.isdigit() or int(index) >= len(lines):
+                return None
+            return lines[int(index)]
+        path = os.path.join(self.base, "specs", token)
+        return path if os.path.isfile(path) else None
+
+    # -- the launcher interface ------------------------------------------------
+    def slots(self, job: Job, cores: int) -> int:
+        """Every batch job counts one against ``-j`` (Slurm places the cores)."""
+        return 1
+
+    def start(self, sched: Scheduler) -> None:
+        """Ship the wrapper, cancel stale leftovers, start the driver thread."""
+        self._sched = sched
+        os.makedirs(self.bin, exist_ok=True)
+        here = Path(__file__).parent
+        for name in ("wrapper.py", "images.py", "sandbox.py"):  # the wrapper imports the two for containers
+            dst = os.path.join(self.bin, name)
+            tmp = dst + ".tmp"
+            shutil.copyfile(here / name, tmp)
+            os.replace(tmp, dst)
+        stale = [sid for jid, (sid, *_rest) in self._adoptable.items() if jid not in sched.to_run]
+        for jid in [j for j in self._adoptable if j not in sched.to_run]:
+            del self._adoptable[jid]
+        self._scancel(stale)
+        self._thread = threading.Thread(target=self._drive, name="wf-slurm", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the driver thread."""
+        if self._thread is not None:
+            self._thread.join(timeout=10 if self.cancelled else None)
+        # Reattachable jobs the run did not need any more (it stopped early).
+        self._scancel([sid for sid, *_rest in self._adoptable.values()])
+
+    def interrupt(self) -> None:
+        """Cancel every batch job of this run (Ctrl-C, SIGTERM)."""
+        with self.lock:
+            self.cancelled = True
+            ids = list(self.flights)
+        self._scancel(ids)
+
+    # -- the driver ------------------------------------------------------------
+    def _drive(self) -> None:
+        sched = self._sched
+        assert sched is not None
+        cond = sched.cond
+        last_poll = 0.0
+        while True:
+            batch = []
+            with cond:
+                while not sched.all_done:
+                    item = sched.take()
+                    if item is None:
+                        break
+                    batch.append(item)
+                finished = sched.all_done
+            if finished and (not self.flights or self.cancelled):
+                return
+            if batch:
+                self._launch(batch)
+            now = time.monotonic()
+            if self.flights and now - last_poll >= self.opt.poll:
+                last_poll = now
+                self._poll()
+            if not batch:
+                with cond:
+                    if not sched.all_done:
+                        cond.wait(timeout=self.opt.poll)
+
+    def _launch(self, batch: list[tuple[str, Job, int, int, dict[str, Any], dict[str, Any]]]) -> None:
+        groups: dict[tuple[str, ...], list[tuple[Job, int, int, dict[str, Any], dict[str, Any]]]] = {}
+        for _jid, job, attempt, need, spec, ctx in batch:
+            spec["plan_sha"] = plan_sha(job, spec)
+            spec["wf_ctx"] = ctx
+            if self._adopt(job, attempt, need, spec, ctx):
+                continue
+            groups.setdefault((job.rule or job.kind.value, *self._options(job)), []).append(
+                (job, attempt, need, spec, ctx))
+        for key, items in groups.items():
+            for i in range(0, len(items), ARRAY_MAX):
+                chunk = items[i:i + ARRAY_MAX]
+                if len(chunk) >= ARRAY_MIN:
+                    self._submit_array(key[0], list(key[1:]), chunk)
+                else:
+                    for item in chunk:
+                        self._submit_one(item)
+
+    def _adopt(self, job: Job, attempt: int, need: int, spec: dict[str, Any], ctx: dict[str, Any]) -> bool:
+        found = self._adoptable.pop(job.id, None)
+        if found is None:
+            return False
+        sid, _spec_path, old_ctx, old_sha = found
+        if old_sha != spec["plan_sha"] or not old_ctx.get("record"):
+            self._scancel([sid])  # made for another plan: it must not land
+            return False
+        flight = _Flight(job.id, attempt, need, {**ctx, **old_ctx}, old_ctx["record"], time.time())
+        with self.lock:
+            self.flights[sid] = flight
+        self._sched_started(job, attempt, sid)
+        self._sched_message(f"reattached to Slurm job {sid} ({job.id})")
+        return True
+
+    def _options(self, job: Job) -> list[str]:
+        res = dict(job.resources)
+        args = [f"--cpus-per-task={max(job.threads, 1)}"]
+        if isinstance(res.get("mem_mb"), int):
+            args.append(f"--mem={res['mem_mb']}")
+        if isinstance(res.get("runtime"), int):
+            args.append(f"--time={res['runtime']}")
+        if isinstance(res.get("disk_mb"), int):
+            args.append(f"--tmp={res['disk_mb']}")
+        partition = res.get("slurm_partition") or self.opt.partition
+        account = res.get("slurm_account") or self.opt.account
+        if partition:
+            args.append(f"--partition={partition}")
+        if account:
+            args.append(f"--account={account}")
+        args += self.opt.extra
+        if isinstance(res.get("slurm_extra"), str):
+            args += shlex.split(res["slurm_extra"])
+        return args
+
+    def _write_spec(self, job: Job, attempt: int, spec: dict[str, Any]) -> tuple[str, str]:
+        key = job_key(job.id)
+        rel = os.path.join(key[-2:], f"{key}.{attempt}.json")
+        path = os.path.join(self.base, "specs", rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(spec, f, separators=(",", ":"))
+        return rel, path
+
+    def _wrap(self, *args: str) -> str:
+        # exec: Slurm signals (scancel, time limit) reach the wrapper itself.
+        return "exec " + " ".join(shlex.quote(a) for a in (self.opt.python, os.path.join(self.bin, "wrapper.py"), *args))
+
+    def _submit_one(self, item: tuple[Job, int, int, dict[str, Any], dict[str, Any]]) -> None:
+        job, attempt, need, spec, ctx = item
+        rel, path = self._write_spec(job, attempt, spec)
+        out = os.path.join(self.base, "out", rel[:-len(".json")] + ".slurm")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        argv = ["sbatch", "--parsable", f"--job-name=wf:{job.id}", f"--comment=wf:{self.tag}:{rel}",
+                f"--chdir={self.workdir}", f"--output={out}", *self._options(job),
+                f"--wrap={self._wrap(path)}"]
+        sid = self._sbatch(argv, [(job, attempt, need, ctx)])
+        if sid is not None:
+            self._track(sid, job, attempt, need, ctx, out)
+
+    def _submit_array(self, rule: str, options: list[str],
+                      items: list[tuple[Job, int, int, dict[str, Any], dict[str, Any]]]) -> None:
+        specs = [self._write_spec(job, attempt, spec)[1] for job, attempt, _n, spec, _c in items]
+        self._array_seq += 1
+        name = f"{os.getpid()}-{int(time.time() * 1000)}-{self._array_seq}.txt"
+        listing = os.path.join(self.base, "arrays", name)
+        os.makedirs(os.path.dirname(listing), exist_ok=True)
+        Path(listing).write_text("".join(s + "\n" for s in specs), encoding="utf-8")
+        out_dir = os.path.join(self.base, "out", "arrays")
+        os.makedirs(out_dir, exist_ok=True)
+        argv = ["sbatch", "--parsable", f"--array=0-{len(items) - 1}",
+                f"--job-name=wf:{rule}[{len(items)} jobs]", f"--comment=wf:{self.tag}:@{name}",
+                f"--chdir={self.workdir}", f"--output={out_dir}/%A_%a.slurm", *options,
+                f"--wrap={self._wrap('--array', listing)}"]
+        sid = self._sbatch(argv, [(j, a, n, c) for j, a, n, _s, c in items])
+        if sid is None:
+            return
+        for i, (job, attempt, need, _spec, ctx) in enumerate(items):
+            self._track(f"{sid}_{i}", job, attempt, need, ctx, os.path.join(out_dir, f"{sid}_{i}.slurm"))
+
+    def _sbatch(self, argv: list[str], items: list[tuple[Job, int, int, dict[str, Any]]]) -> str | None:
+        self.submit_calls += 1
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env,
+                                  stdin=subprocess.DEVNULL, timeout=120)
+            said = (proc.stderr or proc.stdout).strip()
+            ok = proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired) as e:
+            said, ok = str(e), False
+        sid = proc.stdout.strip().split(";")[0] if ok else ""
+        if ok and sid.isdigit():
+            return sid
+        # The submission itself failed: a failed attempt of each job, kept
+        # with sbatch's words (a bad --slurm-extra does not retry forever).
+        for job, attempt, need, ctx in items:
+            self._sched_started(job, attempt, None)
+            self._end(job.id, attempt, need, ctx, _synthetic(attempt, "failed", f"sbatch failed: {said}"))
+        return None
+
+    def _track(self, sid: str, job: Job, attempt: int, need: int, ctx: dict[str, Any], out: str) -> None:
+        ctx = {**ctx, "slurm_out": out}
+        with self.lock:
+            self.flights[sid] = _Flight(job.id, attempt, need, ctx, ctx["record"], time.time())
+            cancelled = self.cancelled
+        self._sched_started(job, attempt, sid)
+        if cancelled:  # Ctrl-C arrived while sbatch was running
+            self._scancel([sid])
+
+    # -- watching ----------------------------------------------------------------
+    def _squeue(self, ids: Iterable[str] | None) -> dict[str, tuple[str, str, str]]:
+        argv = ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r|%k"]
+        if ids is not None:
+            # Array tasks are asked for by their array's id.
+            argv.append("--jobs=" + ",".join(sorted({i.partition("_")[0] for i in ids})))
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env,
+                                  stdin=subprocess.DEVNULL, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        if proc.returncode != 0:
+            # squeue refuses a list of ids it no longer knows at all: ask for all.
+            if ids is not None and "Invalid job id" in proc.stderr:
+                return self._squeue(None)
+            return {}
+        return parse_squeue(proc.stdout)
+
+    def _poll(self) -> None:
+        with self.lock:
+            ids = list(self.flights)
+        if not ids:
+            return
+        seen = self._squeue(ids)
+        now = time.time()
+        for sid in ids:
+            flight = self.flights.get(sid)
+            if flight is None:
+                continue
+            state, reason, _comment = seen.get(sid, ("", "", ""))
+            if state in ACTIVE:
+                flight.state = state
+                continue
+            record = _load_json(flight.record) if state in FINISHED or not state else None
+            if record is None and state not in FINISHED and state:
+                # Cancelled, timed out, node failure, preempted...: Slurm lost it.
+                why = f"{state.lower()}" + (f" ({reason})" if reason and reason != "None" else "")
+                record = _synthetic(flight.attempt, STATUS_LOST, f"lost by Slurm: job {sid} {why}")
+            if record is None:
+                if flight.ended_at is None:
+                    flight.ended_at = now
+                if now - flight.ended_at < RECORD_GRACE:
+                    continue  # the record may not be visible here yet
+                what = f"ended {state}" if state else "is no longer known to Slurm"
+                status = "failed" if state == "FAILED" else STATUS_LOST
+                record = _synthetic(flight.attempt, status,
+                                    f"Slurm job {sid} {what} and left no provenance record"
+                                    f" (see {flight.ctx.get('slurm_out', 'its output file')})")
+            record["attempt"] = flight.attempt
+            with self.lock:
+                del self.flights[sid]
+            self._end(flight.jid, flight.attempt, flight.need, flight.ctx, record)
+
+    def _end(self, jid: str, attempt: int, need: int, ctx: dict[str, Any], record: dict[str, Any]) -> None:
+        assert self._sched is not None
+        self._sched.ended(jid, attempt, need, ctx, record)
+
+    def _sched_started(self, job: Job, attempt: int, sid: str | None) -> None:
+        assert self._sched is not None
+        self._sched.started(job, attempt, sid)
+
+    def _sched_message(self, text: str) -> None:
+        assert self._sched is not None
+        self._sched.message(text)
+
+    def _scancel(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            subprocess.run(["scancel", *ids], capture_output=True, env=self.env,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
+def _synthetic(attempt: int, status: str, message: str) -> dict[str, Any]:
+    """The record of an attempt whose wrapper left none."""
+    now = time.time()
+    return {"version": 1, "attempt": attempt, "status": status, "message": message, "host": None,
+            "start": None, "end": now, "exit_code": None, "events": [], "files": [], "chaos": []}
+
+
+def _load_json(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []

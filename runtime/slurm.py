@@ -28,12 +28,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.plan import Job
+from planner.plan import Job, JobKind
 
+from . import wrapper
 from .scheduler import STATUS_LOST, Launcher, Scheduler, job_key
 
 TOOLS = ("sbatch", "squeue", "scancel", "scontrol")
@@ -164,6 +166,7 @@ class SlurmLauncher(Launcher):
         self._adoptable: dict[str, tuple[str, str, dict[str, Any], str]] = {}
         self._array_seq = 0
         self.submit_calls = 0
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- before the run --------------------------------------------------------
     def survivors(self) -> set[str]:
@@ -226,6 +229,8 @@ class SlurmLauncher(Launcher):
         """Wait for the driver thread."""
         if self._thread is not None:
             self._thread.join(timeout=10 if self.cancelled else None)
+        if self._pool is not None:
+            self._pool.shutdown(wait=not self.cancelled, cancel_futures=True)
         # Reattachable jobs the run did not need any more (it stopped early).
         self._scancel([sid for sid, *_rest in self._adoptable.values()])
 
@@ -267,6 +272,11 @@ class SlurmLauncher(Launcher):
     def _launch(self, batch: list[tuple[str, Job, int, int, dict[str, Any], dict[str, Any]]]) -> None:
         groups: dict[tuple[str, ...], list[tuple[Job, int, int, dict[str, Any], dict[str, Any]]]] = {}
         for _jid, job, attempt, need, spec, ctx in batch:
+            if job.local or (job.command is None and job.kind is JobKind.COMPUTE):
+                # localrules, and targets that only gather (like ``all``), run
+                # here: a batch job would only add queueing to a few hashes.
+                self._run_here(job, attempt, need, spec, ctx)
+                continue
             spec["plan_sha"] = plan_sha(job, spec)
             spec["wf_ctx"] = ctx
             if self._adopt(job, attempt, need, spec, ctx):
@@ -281,6 +291,20 @@ class SlurmLauncher(Launcher):
                 else:
                     for item in chunk:
                         self._submit_one(item)
+
+    def _run_here(self, job: Job, attempt: int, need: int, spec: dict[str, Any], ctx: dict[str, Any]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="wf-here")
+        self._sched_started(job, attempt, None)
+
+        def run() -> None:
+            try:
+                record = wrapper.run_spec(spec)
+            except Exception as e:  # the wrapper itself broke: a failed attempt, kept
+                record = _synthetic(attempt, "failed", f"wrapper error: {e!r}")
+            self._end(job.id, attempt, need, ctx, record)
+
+        self._pool.submit(run)
 
     def _adopt(self, job: Job, attempt: int, need: int, spec: dict[str, Any], ctx: dict[str, Any]) -> bool:
         found = self._adoptable.pop(job.id, None)

@@ -155,6 +155,7 @@ def run(
     slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", help="With --backend slurm: the partition (a rule's resources: slurm_partition=\"…\" wins).")] = None,
     slurm_account: Annotated[str | None, typer.Option("--slurm-account", help="With --backend slurm: the account to charge.")] = None,
     slurm_extra: Annotated[str | None, typer.Option("--slurm-extra", help="With --backend slurm: more sbatch options, e.g. \"--qos=short --time=10\".")] = None,
+    slurm_bundle: Annotated[int, typer.Option("--slurm-bundle", min=1, help="With --backend slurm: run up to N ready jobs of one rule one after another in one batch job (for many short jobs).")] = 1,
 ) -> None:
     """Plan and run the workflow (WFFILE defaults to ./Wffile)."""
     workdir = _directory(directory)
@@ -195,10 +196,11 @@ def run(
             extra = tuple(shlex.split(slurm_extra or ""))
         except ValueError as e:
             raise fail(f"--slurm-extra: {e}") from None
-        slurm = SlurmOptions(partition=slurm_partition, account=slurm_account, extra=extra)
+        slurm = SlurmOptions(partition=slurm_partition, account=slurm_account, extra=extra,
+                             bundle=slurm_bundle)
         cores = cores or SLURM_MAX_JOBS
-    elif slurm_partition or slurm_account or slurm_extra:
-        raise fail("--slurm-partition, --slurm-account and --slurm-extra need --backend slurm")
+    elif slurm_partition or slurm_account or slurm_extra or slurm_bundle != 1:
+        raise fail("--slurm-partition, --slurm-account, --slurm-extra and --slurm-bundle need --backend slurm")
     from .execute import run_workflow
     code = run_workflow(
         workflow, workdir, targets,
@@ -353,7 +355,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 @app.command()
 def status(directory: DirectoryOpt = None, json_out: JsonOpt = False) -> None:
-    """State of the last run in DIR: jobs done, running, failed, left."""
+    """State of the last run in DIR: jobs done, running, failed, left.
+
+    A condor run (wf run --backend condor) is read from its DAGMan submit
+    directory: the node status file and the nodes log, with the failed
+    nodes' exit codes and where their logs are.
+    """
     from .stats import status as compute
     from .stats_view import show_status
     _report(directory, json_out, compute, show_status)
@@ -361,7 +368,11 @@ def status(directory: DirectoryOpt = None, json_out: JsonOpt = False) -> None:
 
 @app.command()
 def statistics(directory: DirectoryOpt = None, json_out: JsonOpt = False) -> None:
-    """pegasus-statistics-style summary of the last run, integrity metrics included."""
+    """pegasus-statistics-style summary of the last run, integrity metrics included.
+
+    For a condor run: from the provenance records the POST scripts kept and
+    the nodes log of its DAGMan submit directory.
+    """
     from .stats import statistics as compute
     from .stats_view import show_statistics
     _report(directory, json_out, compute, show_statistics)

@@ -18,9 +18,11 @@ them twice (see :meth:`SlurmLauncher.survivors`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import py_compile
 import shlex
 import shutil
 import subprocess
@@ -77,6 +79,9 @@ class SlurmOptions:
     python: str = sys.executable
     #: Node-local scratch root for ``--staging copy`` (default: $TMPDIR, else /tmp).
     scratch_root: str | None = None
+    #: Jobs of one rule run one after another in one array task (Pegasus's
+    #: horizontal clustering): fewer batch jobs for many short ones.
+    bundle: int = 1
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -158,7 +163,8 @@ class SlurmLauncher(Launcher):
         self.tag = directory_tag(workdir)
         self.base = os.path.join(workdir, ".wf", "slurm")
         self.bin = os.path.join(self.base, "bin")
-        self.flights: dict[str, _Flight] = {}
+        # Slurm job id -> the attempts it runs (several: a bundle).
+        self.flights: dict[str, list[_Flight]] = {}
         self.lock = threading.Lock()
         self.cancelled = False
         self._thread: threading.Thread | None = None
@@ -181,27 +187,28 @@ class SlurmLauncher(Launcher):
         for sid, (state, _reason, comment) in self._squeue(None).items():
             if not comment.startswith(prefix) or state not in ACTIVE | FINISHED:
                 continue
-            spec_path = self._spec_of(sid, comment[len(prefix):])
-            spec = _load_json(spec_path) if spec_path else None
-            if spec is None or not isinstance(spec.get("job_id"), str):
+            specs = [(p, _load_json(p)) for p in self._specs_of(sid, comment[len(prefix):])]
+            if not specs or any(sp is None or not isinstance(sp.get("job_id"), str) for _p, sp in specs):
                 self._scancel([sid])
                 continue
-            ctx = spec.get("wf_ctx") or {}
-            self._adoptable[spec["job_id"]] = (sid, spec_path, ctx, spec.get("plan_sha", ""))
-            if ctx.get("partial"):
-                keep.add(os.path.basename(ctx["partial"]))
+            for spec_path, spec in specs:
+                assert spec is not None
+                ctx = spec.get("wf_ctx") or {}
+                self._adoptable[spec["job_id"]] = (sid, spec_path, ctx, spec.get("plan_sha", ""))
+                if ctx.get("partial"):
+                    keep.add(os.path.basename(ctx["partial"]))
         return keep
 
-    def _spec_of(self, sid: str, token: str) -> str | None:
-        # A plain job names its spec; an array task names its list of specs.
+    def _specs_of(self, sid: str, token: str) -> list[str]:
+        # A plain job names its spec; an array task names its list of bundles.
         if token.startswith("@"):
             _, _, index = sid.partition("_")
-            lines = _read_lines(os.path.join(self.base, "arrays", token[1:]))
-            if not index.isdigit() or int(index) >= len(lines):
-                return None
-            return lines[int(index)]
+            bundles = _load_json_list(os.path.join(self.base, "arrays", token[1:]))
+            if not index.isdigit() or int(index) >= len(bundles):
+                return []
+            return [p for p in bundles[int(index)] if isinstance(p, str)]
         path = os.path.join(self.base, "specs", token)
-        return path if os.path.isfile(path) else None
+        return [path] if os.path.isfile(path) else []
 
     # -- the launcher interface ------------------------------------------------
     def slots(self, job: Job, cores: int) -> int:
@@ -218,7 +225,8 @@ class SlurmLauncher(Launcher):
             tmp = dst + ".tmp"
             shutil.copyfile(here / name, tmp)
             os.replace(tmp, dst)
-        stale = [sid for jid, (sid, *_rest) in self._adoptable.items() if jid not in sched.to_run]
+            py_compile.compile(dst, doraise=False)  # once here, not by the first jobs at once
+        stale = sorted({sid for jid, (sid, *_rest) in self._adoptable.items() if jid not in sched.to_run})
         for jid in [j for j in self._adoptable if j not in sched.to_run]:
             del self._adoptable[jid]
         self._scancel(stale)
@@ -232,7 +240,7 @@ class SlurmLauncher(Launcher):
         if self._pool is not None:
             self._pool.shutdown(wait=not self.cancelled, cancel_futures=True)
         # Reattachable jobs the run did not need any more (it stopped early).
-        self._scancel([sid for sid, *_rest in self._adoptable.values()])
+        self._scancel(sorted({sid for sid, *_rest in self._adoptable.values()}))
 
     def interrupt(self) -> None:
         """Cancel every batch job of this run (Ctrl-C, SIGTERM)."""
@@ -261,7 +269,10 @@ class SlurmLauncher(Launcher):
             if batch:
                 self._launch(batch)
             now = time.monotonic()
-            if self.flights and now - last_poll >= self.opt.poll:
+            # Slurm itself starts jobs about once a second: with many jobs in
+            # flight, looking more often than that only loads the controller.
+            poll = min(1.0, self.opt.poll + 0.002 * len(self.flights))
+            if self.flights and now - last_poll >= poll:
                 last_poll = now
                 self._poll()
             if not batch:
@@ -281,16 +292,21 @@ class SlurmLauncher(Launcher):
             spec["wf_ctx"] = ctx
             if self._adopt(job, attempt, need, spec, ctx):
                 continue
+            # An earlier run's record under this attempt's name must not pass
+            # for this attempt's.
+            with contextlib.suppress(OSError):
+                os.unlink(ctx["record"])
             groups.setdefault((job.rule or job.kind.value, *self._options(job)), []).append(
                 (job, attempt, need, spec, ctx))
+        per_task = max(1, self.opt.bundle)
         for key, items in groups.items():
-            for i in range(0, len(items), ARRAY_MAX):
-                chunk = items[i:i + ARRAY_MAX]
-                if len(chunk) >= ARRAY_MIN:
-                    self._submit_array(key[0], list(key[1:]), chunk)
-                else:
-                    for item in chunk:
-                        self._submit_one(item)
+            if len(items) < ARRAY_MIN and per_task == 1:
+                for item in items:
+                    self._submit_one(item)
+                continue
+            bundles = [items[i:i + per_task] for i in range(0, len(items), per_task)]
+            for i in range(0, len(bundles), ARRAY_MAX):
+                self._submit_array(key[0], list(key[1:]), bundles[i:i + ARRAY_MAX])
 
     def _run_here(self, job: Job, attempt: int, need: int, spec: dict[str, Any], ctx: dict[str, Any]) -> None:
         if self._pool is None:
@@ -316,7 +332,7 @@ class SlurmLauncher(Launcher):
             return False
         flight = _Flight(job.id, attempt, need, {**ctx, **old_ctx}, old_ctx["record"], time.time())
         with self.lock:
-            self.flights[sid] = flight
+            self.flights.setdefault(sid, []).append(flight)
         self._sched_started(job, attempt, sid)
         self._sched_message(f"reattached to Slurm job {sid} ({job.id})")
         return True
@@ -352,7 +368,11 @@ class SlurmLauncher(Launcher):
 
     def _wrap(self, *args: str) -> str:
         # exec: Slurm signals (scancel, time limit) reach the wrapper itself.
-        return "exec " + " ".join(shlex.quote(a) for a in (self.opt.python, os.path.join(self.bin, "wrapper.py"), *args))
+        # -S -E: the wrapper needs only the standard library (site and its
+        # .pth files cost ~30 ms per job); importing it (rather than running
+        # it as a script) uses its cached bytecode instead of compiling it.
+        boot = f"import sys; sys.path.insert(0, {self.bin!r}); import wrapper; sys.exit(wrapper.main())"
+        return "exec " + " ".join(shlex.quote(a) for a in (self.opt.python, "-S", "-E", "-c", boot, *args))
 
     def _submit_one(self, item: tuple[Job, int, int, dict[str, Any], dict[str, Any]]) -> None:
         job, attempt, need, spec, ctx = item
@@ -367,24 +387,28 @@ class SlurmLauncher(Launcher):
             self._track(sid, job, attempt, need, ctx, out)
 
     def _submit_array(self, rule: str, options: list[str],
-                      items: list[tuple[Job, int, int, dict[str, Any], dict[str, Any]]]) -> None:
-        specs = [self._write_spec(job, attempt, spec)[1] for job, attempt, _n, spec, _c in items]
+                      bundles: list[list[tuple[Job, int, int, dict[str, Any], dict[str, Any]]]]) -> None:
+        # Task i of the array runs the specs of bundle i, one after another.
+        listing_data = [[self._write_spec(job, attempt, spec)[1] for job, attempt, _n, spec, _c in bundle]
+                        for bundle in bundles]
         self._array_seq += 1
-        name = f"{os.getpid()}-{int(time.time() * 1000)}-{self._array_seq}.txt"
+        name = f"{os.getpid()}-{int(time.time() * 1000)}-{self._array_seq}.json"
         listing = os.path.join(self.base, "arrays", name)
         os.makedirs(os.path.dirname(listing), exist_ok=True)
-        Path(listing).write_text("".join(s + "\n" for s in specs), encoding="utf-8")
+        Path(listing).write_text(json.dumps(listing_data), encoding="utf-8")
         out_dir = os.path.join(self.base, "out", "arrays")
         os.makedirs(out_dir, exist_ok=True)
-        argv = ["sbatch", "--parsable", f"--array=0-{len(items) - 1}",
-                f"--job-name=wf:{rule}[{len(items)} jobs]", f"--comment=wf:{self.tag}:@{name}",
+        jobs = sum(len(b) for b in bundles)
+        argv = ["sbatch", "--parsable", f"--array=0-{len(bundles) - 1}",
+                f"--job-name=wf:{rule}[{jobs} jobs]", f"--comment=wf:{self.tag}:@{name}",
                 f"--chdir={self.workdir}", f"--output={out_dir}/%A_%a.slurm", *options,
                 f"--wrap={self._wrap('--array', listing)}"]
-        sid = self._sbatch(argv, [(j, a, n, c) for j, a, n, _s, c in items])
+        sid = self._sbatch(argv, [(j, a, n, c) for bundle in bundles for j, a, n, _s, c in bundle])
         if sid is None:
             return
-        for i, (job, attempt, need, _spec, ctx) in enumerate(items):
-            self._track(f"{sid}_{i}", job, attempt, need, ctx, os.path.join(out_dir, f"{sid}_{i}.slurm"))
+        for i, bundle in enumerate(bundles):
+            for job, attempt, need, _spec, ctx in bundle:
+                self._track(f"{sid}_{i}", job, attempt, need, ctx, os.path.join(out_dir, f"{sid}_{i}.slurm"))
 
     def _sbatch(self, argv: list[str], items: list[tuple[Job, int, int, dict[str, Any]]]) -> str | None:
         self.submit_calls += 1
@@ -408,7 +432,7 @@ class SlurmLauncher(Launcher):
     def _track(self, sid: str, job: Job, attempt: int, need: int, ctx: dict[str, Any], out: str) -> None:
         ctx = {**ctx, "slurm_out": out}
         with self.lock:
-            self.flights[sid] = _Flight(job.id, attempt, need, ctx, ctx["record"], time.time())
+            self.flights.setdefault(sid, []).append(_Flight(job.id, attempt, need, ctx, ctx["record"], time.time()))
             cancelled = self.cancelled
         self._sched_started(job, attempt, sid)
         if cancelled:  # Ctrl-C arrived while sbatch was running
@@ -440,32 +464,50 @@ class SlurmLauncher(Launcher):
         seen = self._squeue(ids)
         now = time.time()
         for sid in ids:
-            flight = self.flights.get(sid)
-            if flight is None:
-                continue
             state, reason, _comment = seen.get(sid, ("", "", ""))
-            if state in ACTIVE:
-                flight.state = state
-                continue
-            record = _load_json(flight.record) if state in FINISHED or not state else None
-            if record is None and state not in FINISHED and state:
-                # Cancelled, timed out, node failure, preempted...: Slurm lost it.
-                why = f"{state.lower()}" + (f" ({reason})" if reason and reason != "None" else "")
-                record = _synthetic(flight.attempt, STATUS_LOST, f"lost by Slurm: job {sid} {why}")
-            if record is None:
-                if flight.ended_at is None:
-                    flight.ended_at = now
-                if now - flight.ended_at < RECORD_GRACE:
-                    continue  # the record may not be visible here yet
-                what = f"ended {state}" if state else "is no longer known to Slurm"
-                status = "failed" if state == "FAILED" else STATUS_LOST
-                record = _synthetic(flight.attempt, status,
-                                    f"Slurm job {sid} {what} and left no provenance record"
-                                    f" (see {flight.ctx.get('slurm_out', 'its output file')})")
-            record["attempt"] = flight.attempt
-            with self.lock:
-                del self.flights[sid]
-            self._end(flight.jid, flight.attempt, flight.need, flight.ctx, record)
+            for flight in list(self.flights.get(sid, ())):
+                if state in ACTIVE:
+                    flight.state = state
+                    if len(self.flights[sid]) > 1:
+                        # A bundle: each job's record lands as it finishes.
+                        record = _load_json(flight.record) if os.path.exists(flight.record) else None
+                        if record is not None and record.get("attempt") == flight.attempt:
+                            self._land(sid, flight, record)
+                    continue
+                record = self._verdict(sid, flight, state, reason, now)
+                if record is not None:
+                    self._land(sid, flight, record)
+
+    def _verdict(self, sid: str, flight: _Flight, state: str, reason: str, now: float) -> dict[str, Any] | None:
+        """The record of an attempt whose batch job ended, or None to look again later."""
+        record = _load_json(flight.record) if state in FINISHED or not state else None
+        if record is not None and record.get("attempt") not in (None, flight.attempt):
+            record = None  # an earlier attempt's record under the same name
+        if record is None and state not in FINISHED and state:
+            # Cancelled, timed out, node failure, preempted...: Slurm lost it.
+            why = f"{state.lower()}" + (f" ({reason})" if reason and reason != "None" else "")
+            return _synthetic(flight.attempt, STATUS_LOST, f"lost by Slurm: job {sid} {why}")
+        if record is not None:
+            return record
+        if flight.ended_at is None:
+            flight.ended_at = now
+        if now - flight.ended_at < RECORD_GRACE:
+            return None  # the record may not be visible here yet
+        what = f"ended {state}" if state else "is no longer known to Slurm"
+        status = "failed" if state == "FAILED" else STATUS_LOST
+        return _synthetic(flight.attempt, status,
+                          f"Slurm job {sid} {what} and left no provenance record"
+                          f" (see {flight.ctx.get('slurm_out', 'its output file')})")
+
+    def _land(self, sid: str, flight: _Flight, record: dict[str, Any]) -> None:
+        record["attempt"] = flight.attempt
+        with self.lock:
+            left = self.flights.get(sid, [])
+            if flight in left:
+                left.remove(flight)
+            if not left:
+                self.flights.pop(sid, None)
+        self._end(flight.jid, flight.attempt, flight.need, flight.ctx, record)
 
     def _end(self, jid: str, attempt: int, need: int, ctx: dict[str, Any], record: dict[str, Any]) -> None:
         assert self._sched is not None
@@ -507,9 +549,10 @@ def _load_json(path: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _read_lines(path: str) -> list[str]:
+def _load_json_list(path: str) -> list[Any]:
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
-    except OSError:
+            data = json.load(f)
+    except (OSError, ValueError):
         return []
+    return [b for b in data if isinstance(b, list)] if isinstance(data, list) else []

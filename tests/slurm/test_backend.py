@@ -304,3 +304,17 @@ def test_no_controller_is_a_clear_usage_error(tmp_path, monkeypatch):
     r = wf("run", "--backend", "slurm", "--config", "secs=0", cwd=d)
     assert r.code == 2, r.text
     assert "cannot run on Slurm" in r.err and "Traceback" not in r.text
+
+
+def test_bundles_run_several_jobs_per_array_task_each_checked(cluster, tmp_path):
+    d = write_workflow(tmp_path / "w", FAN)
+    wf_ok("run", "--backend", "slurm", "--slurm-bundle", "5", cwd=d, timeout=180)
+    assert (d / "total.txt").read_text() == "".join(f"part {i}\n" for i in range(12))
+    rows = [r for r in _attempts(d) if r[0].startswith("part[")]
+    assert len(rows) == 12 and all(s == "ok" for _j, _a, s, _sid, _m in rows)
+    tasks = sorted({sid for *_x, sid, _m in rows})
+    assert len(tasks) == 3 and len({t.split("_")[0] for t in tasks}) == 1  # 5 + 5 + 2 in one array
+    # Every job of a bundle still has its own record with its own checksums.
+    hashed = query(d, "SELECT count(DISTINCT job_id) FROM integrity_events "
+                      "WHERE job_id LIKE 'part[%' AND stage='output' AND ok=1")
+    assert hashed == [(12,)]

@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.conftest import (
     copy_example,
+    flip_byte,
     query,
     recorded_files,
     tree_hashes,
@@ -165,7 +166,7 @@ def test_a_failed_attempt_is_retried_and_a_failing_job_keeps_its_log(cluster, tm
     assert "exited 3" in analysis.text or "exit code 3" in analysis.text
 
 
-def test_a_corrupt_replica_is_caught_on_the_node_before_any_consumer(cluster, tmp_path):
+def test_a_corrupt_replica_is_caught_at_stage_in_before_any_consumer(cluster, tmp_path):
     bad = "0" * 64
     d = write_workflow(tmp_path / "w", f"""
 replica "raw/in.txt":
@@ -318,3 +319,26 @@ def test_bundles_run_several_jobs_per_array_task_each_checked(cluster, tmp_path)
     hashed = query(d, "SELECT count(DISTINCT job_id) FROM integrity_events "
                       "WHERE job_id LIKE 'part[%' AND stage='output' AND ok=1")
     assert hashed == [(12,)]
+
+
+def test_a_raw_input_corrupted_at_rest_is_caught_on_the_node(cluster, tmp_path):
+    d = write_workflow(tmp_path / "w", """
+rule all:
+    input: "out.txt"
+
+rule use:
+    input: "raw.txt"
+    output: "out.txt"
+    shell: "sort {input} > {output}"
+""", {"raw.txt": "".join(f"line {i}\n" for i in range(1000))})
+    wf_ok("run", "--backend", "slurm", cwd=d, timeout=120)
+    recorded = dict(query(d, "SELECT lfn, sha256 FROM files WHERE lfn='raw.txt'"))["raw.txt"]
+    flip_byte(d / "raw.txt", offset=100, keep_mtime=True)  # bit rot: same size, same mtime
+    r = wf("run", "--backend", "slurm", "--forcerun", "use", cwd=d, timeout=120)
+    assert r.code == 3, r.text
+    assert "raw.txt" in r.text and recorded in r.text
+    rows = query(d, "SELECT stage, expected, actual, host FROM integrity_events "
+                    "WHERE ok=0 AND run_id=(SELECT max(id) FROM runs)")
+    assert rows and rows[0][0] == "pre-job" and rows[0][1] == recorded and rows[0][2] != recorded
+    # Caught by the wrapper inside the batch job, whose Slurm id is recorded.
+    assert [sid for job, _a, s, sid, _m in _attempts(d) if job == "use" and s == "integrity"][0]

@@ -10,8 +10,10 @@ which is every node's executable. Layout of the directory::
     specs/SHARD/NODE.json        the wrapper's spec (the PRE script fills references)
     logs/SHARD/NODE.{log,out,err,cmd.log}
     sandbox/SHARD/NODE/in/       placeholders of the rule's log files (PRE script)
-    records/SHARD/NODE.N.json    provenance record of attempt N (POST script)
+    records/SHARD/NODE.N.json    provenance record of attempt N, with the POST script's verdict
     checksums/SHARD/NODE.json    verified output checksums: the ledger children read
+    wf.dag.status  wf.dag.nodes.log  …   written by DAGMan once the DAG runs: what
+                                 ``wf status`` reads (runtime/condor_status.py)
 
 A shard holds SHARD_SIZE nodes, so no directory grows past ~1000 files. The
 checksum flow (PRE and POST scripts) is described in runtime/condor_scripts.py.
@@ -54,11 +56,16 @@ from planner.plan import FileRef, Job, JobKind, Plan
 from . import condor_scripts as scripts
 from .chaos import Chaos
 
-__all__ = ["DAG_FILE", "INDEX_FILE", "CondorUnavailable", "SubmitDirError", "load_htcondor",
-           "node_name", "parse_rescue", "run_condor", "submit_dag", "write_submit_dir"]
+__all__ = ["DAG_FILE", "INDEX_FILE", "NODES_LOG", "STATUS_FILE", "CondorUnavailable", "SubmitDirError",
+           "load_htcondor", "node_name", "parse_rescue", "run_condor", "submit_dag", "write_submit_dir"]
 
 DAG_FILE, INDEX_FILE = "wf.dag", "wf.index.json"
 STATUS_FILE, DOT_FILE = "wf.dag.status", "wf.dot"
+#: DAGMan's default node log (DAGMAN_DEFAULT_NODE_LOG, ``@(DAG_DIR)/@(DAG_FILE).nodes.log``):
+#: every node job's events, and the POST script events DAGMan writes itself.
+NODES_LOG = f"{DAG_FILE}.nodes.log"
+#: Status of a condor run in the workflow database (runs.status).
+RUN_WRITTEN, RUN_SUBMITTED, RUN_NOT_SUBMITTED = "written", "submitted", "not-submitted"
 WRAPPER, NODE_SCRIPT = "wf_wrapper.py", "wf_node.py"
 STAGEIN_CATEGORY, STAGEIN_MAXJOBS = "stagein", 10
 #: Wrapper exit code for a bad spec: retrying cannot cure it (``RETRY … UNLESS-EXIT 5``).
@@ -534,7 +541,15 @@ def run_condor(workflow: Any, workdir: Path, targets: list[str], *, integrity: s
                retries: int = 0, forcerun: list[str] | tuple[str, ...] = (),
                force: list[str] | tuple[str, ...] = (), chaos: str | None = None, chaos_seed: int = 0,
                container_runtime: str = "bwrap") -> int:
-    """``wf run --backend condor``: plan, write ``.wf/condor/``, submit. Returns the exit code."""
+    """``wf run --backend condor``: plan, write ``.wf/condor/``, record the run, submit.
+
+    The run is recorded in the workflow database (backend ``condor``, its
+    submit directory, its jobs) as soon as the directory is written, with
+    status ``written``; the submission then sets ``submitted`` and the DAGMan
+    job's cluster (``external_id``), or ``not-submitted``. ``wf status`` reads
+    the DAG's progress from the submit directory (runtime/condor_status.py).
+    Returns the exit code.
+    """
     from dsl.errors import WffileError
     from planner.resolve import build_plan
 
@@ -571,6 +586,7 @@ def run_condor(workflow: Any, workdir: Path, targets: list[str], *, integrity: s
             out = Path(wd) / ".wf" / "condor"
             dag = write_submit_dir(plan, out, integrity=integrity, chaos=chaos_cfg,
                                    refs=initial_refs(plan, db, oracle), container_runtime=container_runtime)
+            run_id = _record_run(db, plan, workflow.path, wd, out, integrity, jobs)
         except WffileError as e:
             print(e.render(), file=sys.stderr)
             return 2
@@ -585,11 +601,39 @@ def run_condor(workflow: Any, workdir: Path, targets: list[str], *, integrity: s
     try:
         cluster = submit_dag(dag, batch_name=f"wf:{os.path.basename(wd)}")
     except CondorUnavailable as e:
+        _set_run(wd, run_id, status=RUN_NOT_SUBMITTED, exit_code=2)
         print("error: cannot submit to HTCondor: " + "; ".join(e.problems) + ".\n"
               f"The submit directory is ready: run 'condor_submit_dag {DAG_FILE}' in {out} "
-              f"on an HTCondor access point.", file=sys.stderr)
+              f"on an HTCondor access point ('wf status' follows it either way).", file=sys.stderr)
         return 2
-    print(f"submitted the DAG as cluster {cluster}: follow it with 'condor_q -dag {cluster}' "
-          f"or in {out / STATUS_FILE}")
+    _set_run(wd, run_id, status=RUN_SUBMITTED, external_id=str(cluster), exit_code=0)
+    print(f"submitted the DAG as cluster {cluster}: follow it with 'wf status', "
+          f"'condor_q -dag {cluster}' or in {out / STATUS_FILE}")
     return 0
 
+
+def _record_run(db: Any, plan: Plan, wffile: str, wd: str, out: Path, integrity: str, jobs: int) -> int:
+    """The run row (before any submission attempt) and its jobs, as the local executor records them."""
+    import socket
+    import time
+
+    run_id = db.start_run(
+        started=time.time(), status=RUN_WRITTEN, wffile=os.path.abspath(wffile), workdir=wd,
+        argv=" ".join(sys.argv), host=socket.gethostname(), pid=os.getpid(), backend="condor",
+        integrity=integrity, staging="copy", jobs_total=jobs, jobs_pruned=len(plan.order) - jobs,
+        submit_dir=str(out))
+    decisions = plan.decisions
+    db.add_jobs(run_id, ((j.id, j.rule, j.kind.value, "pending" if decisions[j.id].run else "reused",
+                          decisions[j.id].reason.text) for j in plan.jobs()))
+    db.commit()
+    return run_id
+
+
+def _set_run(wd: str, run_id: int, **fields: Any) -> None:
+    from .db import Database, db_path
+
+    db = Database(db_path(wd))
+    try:
+        db.update_run(run_id, **fields)
+    finally:
+        db.close()

@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import sys
 
@@ -44,6 +45,8 @@ SHARD_SIZE = 250
 LANDING = ".wf/landing"
 #: The record's and the command log's names in a landing directory.
 RECORD = "_wf_record.json"
+#: Stage of the POST script's checks of the outputs landed on the submit side.
+LANDED = "landed"
 COMMAND_LOG = "_wf_command.log"
 SPECS, SANDBOX, RECORDS, CHECKSUMS, LOGS = "specs", "sandbox", "records", "checksums", "logs"
 
@@ -53,12 +56,17 @@ _STATUS_EXIT = {"failed": EXIT_FAILED, "integrity": EXIT_INTEGRITY,
 _NODE = re.compile(r"j(\d+)")
 
 
-def _sha256_file(path: str) -> str:
+def _hash(path: str) -> tuple[str, int, float]:
+    """(sha256, size, seconds) of a file, with the wrapper's helper."""
     if __package__:
         from .wrapper import sha256_file
     else:  # shipped: wf_wrapper.py sits beside this script
         from wf_wrapper import sha256_file  # type: ignore[import-not-found,no-redef]
-    return sha256_file(path)[0]
+    return sha256_file(path)
+
+
+def _sha256_file(path: str) -> str:
+    return _hash(path)[0]
 
 
 # -- where a node's files live (the emitter uses the same functions) ------------
@@ -215,8 +223,10 @@ def _promote(src: str, dest: str, sha: str | None, full: bool) -> None:
     os.unlink(src)
 
 
-def _verdict(spec: dict, landing: str, record: dict | None, ret: int) -> dict[str, str | None]:
-    """The outputs' checksums if the attempt is a verified success; raises _Fail otherwise."""
+def _verdict(spec: dict, landing: str, record: dict | None, ret: int,
+             checks: list[dict]) -> dict[str, str | None]:
+    """The outputs' checksums if the attempt is a verified success; raises _Fail otherwise.
+    Each hash of a landed output is appended to ``checks`` (an integrity event)."""
     if record is None:
         code = EXIT_NO_RETRY if ret == EXIT_NO_RETRY else EXIT_FAILED
         raise _Fail(code, f"no provenance record came back (job exit {ret})")
@@ -242,12 +252,21 @@ def _verdict(spec: dict, landing: str, record: dict | None, ret: int) -> dict[st
         if not os.path.isfile(landed):
             raise _Fail(EXIT_INTEGRITY, f"output {lfn} did not come back from the execute node")
         if full:
-            actual = _sha256_file(landed)
+            actual, size, seconds = _hash(landed)
+            checks.append({"file": lfn, "stage": LANDED, "kind": "compare", "expected": sha,
+                           "actual": actual, "ok": actual == sha, "size": size, "seconds": seconds,
+                           "host": socket.gethostname()})
             if actual != sha:
                 raise _Fail(EXIT_INTEGRITY, f"{lfn}: sha256 mismatch at stage-out "
                                             f"(expected {sha}, found {actual})")
         out[lfn] = sha
     return out
+
+
+def _keep_record(node: str, retry: int, record: dict | None, verdict: dict) -> None:
+    """The attempt's record, with this POST script's verdict and checks under ``post``."""
+    if record is not None:
+        _write_json(f"{RECORDS}/{shard_of(node)}/{node}.{retry + 1}.json", {**record, "post": verdict})
 
 
 def post(node: str, ret: int, retry: int) -> int:
@@ -259,16 +278,25 @@ def post(node: str, ret: int, retry: int) -> int:
     landing = os.path.join(meta["workdir"], meta["landing"])
     record = _load(os.path.join(landing, RECORD))
     shard = shard_of(node)
-    if record is not None:
-        _write_json(f"{RECORDS}/{shard}/{node}.{retry + 1}.json", record)
     log = os.path.join(landing, COMMAND_LOG)
     if os.path.isfile(log):
         os.makedirs(f"{LOGS}/{shard}", exist_ok=True)
         shutil.copyfile(log, f"{LOGS}/{shard}/{node}.cmd.log")
-    outputs = _verdict(spec, landing, record, ret)
+    checks: list[dict] = []
+    verdict = {"exit": EXIT_OK, "message": None, "events": checks}
     full = spec.get("integrity", "full") == "full"
-    for lfn, sha in outputs.items():
-        _promote(os.path.join(landing, lfn), os.path.join(meta["workdir"], lfn), sha, full)
+    try:
+        outputs = _verdict(spec, landing, record, ret, checks)
+        for lfn, sha in outputs.items():
+            _promote(os.path.join(landing, lfn), os.path.join(meta["workdir"], lfn), sha, full)
+    except _Fail as e:
+        verdict.update(exit=e.code, message=str(e))
+        raise
+    except (ValueError, OSError, KeyError) as e:
+        verdict.update(exit=EXIT_FAILED, message=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        _keep_record(node, retry, record, verdict)
     for lfn in meta["protected"]:
         dest = os.path.join(meta["workdir"], lfn)
         mode = stat.S_IMODE(os.stat(dest).st_mode)

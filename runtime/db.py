@@ -39,7 +39,11 @@ from planner.reuse import FilesystemOracle
 
 from .wrapper import sha256_file
 
-SCHEMA_VERSION = 1
+#: Version 2 added ``runs.submit_dir`` and ``runs.external_id`` (a backend's
+#: own id of the run, e.g. the DAGMan job's cluster). A database of an
+#: earlier version gets the missing columns when it is opened for writing;
+#: readers ask :meth:`Database.columns` and take a missing column as NULL.
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -47,7 +51,8 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, started REAL, finished REAL, status TEXT,
     wffile TEXT, workdir TEXT, argv TEXT, host TEXT, pid INTEGER,
     backend TEXT, integrity TEXT, staging TEXT,
-    jobs_total INTEGER, jobs_pruned INTEGER, exit_code INTEGER);
+    jobs_total INTEGER, jobs_pruned INTEGER, exit_code INTEGER,
+    submit_dir TEXT, external_id TEXT);
 CREATE TABLE IF NOT EXISTS jobs (
     run_id INTEGER, job_id TEXT, rule TEXT, kind TEXT, status TEXT,
     attempts INTEGER DEFAULT 0, started REAL, finished REAL, reason TEXT,
@@ -115,7 +120,7 @@ class Database:
             self.conn.execute("PRAGMA synchronous=NORMAL")
         if not readonly:
             self.conn.executescript(SCHEMA)
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            _migrate(self.conn)
         self._in_tx = False
 
     def close(self) -> None:
@@ -145,6 +150,17 @@ class Database:
         cur = self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(fields.values()))
         self.commit()
         return int(cur.lastrowid)
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        """Set columns of a run row (e.g. status and external_id after a submission)."""
+        self.begin()
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self.conn.execute(f"UPDATE runs SET {sets} WHERE id=?", (*fields.values(), run_id))
+        self.commit()
+
+    def columns(self, table: str) -> set[str]:
+        """The column names of ``table`` (empty if there is no such table)."""
+        return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
 
     def finish_run(self, run_id: int, status: str, exit_code: int) -> None:
         """Mark a run finished."""
@@ -377,6 +393,33 @@ class DatabaseOracle(FilesystemOracle):
                 # .wf/images/NAME/FILE: the dry run names the container
                 return Reason(RUN_CONTAINER_CHANGED, job.container.split("/")[2])
         return None
+
+
+#: Columns added after version 1, by table: (name, type).
+_ADDED_COLUMNS = {"runs": (("submit_dir", "TEXT"), ("external_id", "TEXT"))}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an earlier wf to SCHEMA_VERSION (idempotent).
+
+    ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it was, so
+    columns added since are added here; the stored version is raised, never
+    lowered (a newer wf may have written this database).
+    """
+    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    stored = int(row[0]) if row and str(row[0]).isdigit() else 0
+    if stored >= SCHEMA_VERSION:
+        return
+    for table, added in _ADDED_COLUMNS.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in added:
+            if name not in have:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as e:  # another process added it meanwhile
+                    if "duplicate column" not in str(e):
+                        raise
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
 
 def open_database(workdir: str | os.PathLike[str], readonly: bool = False) -> Database:

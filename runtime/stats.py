@@ -62,7 +62,8 @@ _LEFT = ("pending", "waiting", "retrying")
 _KINDS = ("compute", "stage_in", "container_stage_in", "stage_out", "cleanup")
 
 _RUN_FIELDS = ("id", "status", "started", "finished", "exit_code", "wffile", "workdir",
-               "host", "pid", "backend", "integrity", "staging", "jobs_total", "jobs_pruned")
+               "host", "pid", "backend", "integrity", "staging", "jobs_total", "jobs_pruned",
+               "submit_dir", "external_id")
 
 
 class NoRunError(LookupError):
@@ -79,7 +80,9 @@ class UnknownPathError(ValueError):
 
 # -- the run ------------------------------------------------------------------
 def _run(db: Database, run_id: int | None) -> dict[str, Any]:
-    cols = ", ".join(_RUN_FIELDS)
+    # A database of an earlier schema, opened read-only, lacks the newer columns.
+    have = db.columns("runs")
+    cols = ", ".join(f if f in have else f"NULL AS {f}" for f in _RUN_FIELDS)
     if run_id is None:
         rows = db.query(f"SELECT {cols} FROM runs ORDER BY id DESC LIMIT 1")
         if not rows:
@@ -180,9 +183,21 @@ def statistics(db: Database, run_id: int | None = None) -> dict[str, Any]:
     seconds, percent_of_job_time); ``chaos`` (per kind and ``total``:
     injected, detected; None when nothing was injected); ``rules`` (one row
     per rule). Costs a few queries over the run's rows; hashes nothing.
-    Raises NoRunError.
+    A condor run is read from its submit directory (runtime/condor_status.py),
+    in the same layout. Raises NoRunError.
     """
     run = _run(db, run_id)
+    if _is_condor(run):
+        from .condor_status import condor_statistics
+        return condor_statistics(db, run)
+    return _statistics(db, run)
+
+
+def _is_condor(run: dict[str, Any]) -> bool:
+    return run["backend"] == "condor" and bool(run["submit_dir"])
+
+
+def _statistics(db: Database, run: dict[str, Any]) -> dict[str, Any]:
     rid = run["id"]
     jobs = _jobs(db, rid)
     attempts = _attempts(db, rid)
@@ -288,9 +303,13 @@ def status(db: Database, run_id: int | None = None) -> dict[str, Any]:
     running, failed, left, reused), ``by_status`` (raw job statuses),
     ``failed_jobs`` and ``running_jobs`` (ids). Jobs marked running in a run
     that is no longer running were interrupted: they count as left.
-    Raises NoRunError.
+    A condor run is read from its submit directory: see
+    :func:`runtime.condor_status.condor_status` for its keys. Raises NoRunError.
     """
     run = _run(db, run_id)
+    if _is_condor(run):
+        from .condor_status import condor_status
+        return condor_status(db, run)
     rows = db.query("SELECT job_id, status FROM jobs WHERE run_id=? ORDER BY job_id", (run["id"],))
     by_status = Counter(s for _, s in rows)
     live = run["status"] == "running"
@@ -328,9 +347,16 @@ def analyze(db: Database, run_id: int | None = None) -> dict[str, Any]:
     ended done; ``integrity_errors``: failed comparisons in the run, grouped
     ``by_host``, ``by_file`` and ``by_checksum`` (expected, actual), most
     frequent first. Reads each failed job's stderr tail; nothing else.
-    Raises NoRunError.
+    A condor run is read from its submit directory. Raises NoRunError.
     """
     run = _run(db, run_id)
+    if _is_condor(run):
+        from .condor_status import condor_analyze
+        return condor_analyze(db, run)
+    return _analyze(db, run)
+
+
+def _analyze(db: Database, run: dict[str, Any]) -> dict[str, Any]:
     rid = run["id"]
     jobs = _jobs(db, rid)
     attempts = _attempts(db, rid)

@@ -24,7 +24,8 @@ _LABELS = {"compute": "Tasks", "stage_in": "Stage-in", "container_stage_in": "Co
            "stage_out": "Stage-out", "cleanup": "Cleanup", "all": "Jobs"}
 _COLUMNS = (("Succeeded", "succeeded", 10), ("Failed", "failed", 8), ("Incomplete", "incomplete", 12),
             ("Total", "total", 10), ("Retries", "retries", 10), ("Total+Retries", "total_retries", 0))
-_STATUS_STYLE = {"success": "green", "failed": "red", "crashed": "red", "running": "yellow"}
+_STATUS_STYLE = {"success": "green", "failed": "red", "crashed": "red", "running": "yellow",
+                 "removed": "red", "held": "red"}
 _LABEL_WIDTH = 57  # "Cumulative job wall time as seen from submit side" + padding, as Pegasus
 
 
@@ -68,6 +69,13 @@ def show_statistics(data: dict[str, Any], console: Console) -> None:
     _line(console, ("Run ", "bold"), (str(run["id"]), "bold"), " (",
           (run["status"], _STATUS_STYLE.get(run["status"], "")), ")",
           f" of {run['wffile'] or '?'} in {run['workdir'] or '?'}")
+    condor = data.get("condor")
+    if condor is not None:
+        _line(console, ("# HTCondor DAG in ", "dim"), (condor["submit_dir"], "dim"),
+              ("; attempts and integrity from the POST scripts' provenance records, "
+               "submit-side times from the nodes log.", "dim"))
+        for problem in condor["problems"]:
+            _line(console, ("warning: ", "yellow"), problem)
     _line(console, ("# Tasks: compute jobs; Jobs: every job, auxiliary ones included.", "dim"))
     _line(console, ("# Incomplete: not run, or not finished; Retries: attempts beyond the first.", "dim"))
     summary = data["summary"]
@@ -145,6 +153,9 @@ def _rules_table(rules: list[dict[str, Any]]) -> Table:
 # -- wf status ----------------------------------------------------------------
 def show_status(data: dict[str, Any], console: Console) -> None:
     """Print ``stats.status()``: the run, its job counts, the failed jobs."""
+    if data.get("backend") == "condor":
+        _show_condor_status(data, console)
+        return
     st = data["status"]
     _line(console, ("Run ", "bold"), (str(data["id"]), "bold"), ": ", (st, _STATUS_STYLE.get(st, "")),
           f"  started {_when(data['started'])}",
@@ -169,6 +180,103 @@ def show_status(data: dict[str, Any], console: Console) -> None:
                         "reusing every verified output.", "dim"))
 
 
+_CONDOR_STATES = (("done", "done", "green"), ("running", "running", "yellow"), ("idle", "queued", ""),
+                  ("held", "held", "red"), ("pre", "in PRE", ""), ("post", "in POST", ""),
+                  ("ready", "ready", ""), ("waiting", "waiting", ""), ("failed", "failed", "red"),
+                  ("futile", "futile", "red"))
+#: Jobs listed one by one (running, held, failed) before the rest is summed up.
+_LIST_RUNNING = 20
+
+
+def _clock(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _condor_submission(c: dict[str, Any], started: bool) -> str:
+    where = c["submit_dir"]
+    if c["submitted"]:
+        return f"submitted as cluster {c['cluster']} from {where} (condor_q -dag {c['cluster']})"
+    if c["submitted"] is False:
+        if started:
+            return f"not submitted by wf; the DAG in {where} was submitted by hand"
+        return (f"not submitted: wf found no HTCondor schedd; run 'condor_submit_dag wf.dag' "
+                f"in {where} on an access point")
+    return f"written to {where}; no submission recorded"
+
+
+def _show_condor_status(data: dict[str, Any], console: Console) -> None:
+    st = data["status"]
+    c = data["condor"]
+    started = c["dag_started"] is not None or c["status_file"] is not None
+    _line(console, ("Run ", "bold"), (str(data["id"]), "bold"), " (condor): ",
+          (st, _STATUS_STYLE.get(st, "")), f"  written {_when(data['started'])}",
+          f", DAG from {_when(c['dag_started'])}" if c["dag_started"] else "",
+          f" to {_when(data['finished'])}" if data["finished"] else "",
+          f" ({format_seconds(data['wall_seconds'])})" if data["wall_seconds"] is not None else "")
+    _line(console, _condor_submission(c, started))
+    for problem in c["problems"]:
+        _line(console, ("warning: ", "yellow"), problem)
+    if not started:
+        _line(console, ("The DAG has not started: no node status file and no nodes log yet.", "dim"))
+    else:
+        dag = c["dag_status"]
+        parts = []
+        if dag is not None:
+            parts.append(f"DAGMan says {dag['name']}" + (f" ({dag['note']})" if dag["note"] else "")
+                         + f" at {_clock(c['status_updated'])}")
+        else:
+            parts.append("no node status file yet")
+        parts.append(f"nodes log: {_plural(c['events'], 'event')}"
+                     + (f", the last at {_clock(c['last_event'])}" if c["last_event"] else ""))
+        _line(console, ("; ".join(parts), "dim"))
+    counts = data["counts"]
+    pieces: list[str | tuple[str, str]] = [f"Jobs: {counts['total']:,} total"]
+    for key, label, style in _CONDOR_STATES:
+        n = counts[key]
+        if n or key in ("done", "running", "idle", "failed"):
+            pieces += [", ", (f"{n:,} {label}", style if n else "")]
+    pieces += [", ", (f"{counts['reused']:,} reused", "cyan")]
+    _line(console, *pieces)
+    if counts["retried"]:
+        retries = counts["retries"]
+        _line(console, f"Retried: {_plural(counts['retried'], 'job')}, "
+                       f"{retries:,} {'retry' if retries == 1 else 'retries'} in all")
+    running = data["running_jobs"]
+    if running:
+        _line(console, ("Running:", "bold"))
+        for jid in running[:_LIST_RUNNING]:
+            _line(console, f"  {jid}")
+        if len(running) > _LIST_RUNNING:
+            _line(console, f"  … and {len(running) - _LIST_RUNNING:,} more")
+    for h in data["held"][:_LIST_RUNNING]:
+        _line(console, ("held ", "red"), h["job"], f": {h['reason'] or 'no reason given'}")
+    if len(data["held"]) > _LIST_RUNNING:
+        _line(console, f"  … and {len(data['held']) - _LIST_RUNNING:,} more held")
+    if data["failed"]:
+        _line(console, ("Failed:", "bold red"))
+        for f in data["failed"][:_LIST_RUNNING]:
+            codes = []
+            if f["removed"]:
+                codes.append(f"job removed ({f['removed']})")
+            elif f["exit_code"] is not None:
+                codes.append(f"job exit {f['exit_code']}")
+            if f["post_exit"] is not None:
+                codes.append(f"POST script exit {f['post_exit']}")
+            _line(console, "  ", (f["job"], "bold"), f" (node {f['node']}), {_plural(f['attempts'], 'attempt')}",
+                  f": {', '.join(codes)}" if codes else "")
+            if f["status"]:
+                _line(console, f"    {f['status']}: {f['message'] or ''}")
+            if f["details"]:
+                _line(console, f"    DAGMan: {f['details']}")
+            for key, label in (("log", "job log"), ("err", "stderr"), ("command", "command log"),
+                               ("record", "record"), ("landing", "landing")):
+                if key in f["logs"]:
+                    _line(console, (f"    {label}: ", "dim"), f["logs"][key])
+        if len(data["failed"]) > _LIST_RUNNING:
+            _line(console, f"  … and {len(data['failed']) - _LIST_RUNNING:,} more ('wf status --json' lists all)")
+        _line(console, ("Run 'wf analyze' to see why.", "dim"))
+
+
 # -- wf analyze ---------------------------------------------------------------
 def show_analyze(data: dict[str, Any], console: Console) -> None:
     """Print ``stats.analyze()``: each failure in detail, then integrity errors grouped."""
@@ -188,6 +296,8 @@ def show_analyze(data: dict[str, Any], console: Console) -> None:
         _line(console, f"  status: {f['status'] or '-'}, exit code {code}")
         if f["message"]:
             _line(console, f"  message: {f['message']}")
+        if f.get("details"):
+            _line(console, f"  DAGMan (node {f['node']}): {f['details']}")
         for e in f["events"]:
             _line(console, f"  integrity: {e['file']} at {e['stage']} ({e['kind']}, attempt {e['attempt']}"
                            f"{', ' + e['host'] if e['host'] else ''}): expected {_short(e['expected'])}, "

@@ -178,6 +178,15 @@ def test_an_output_corrupted_on_the_way_back_never_lands(tmp_path, local_bioinfo
     assert result.ok
     assert [(a.job, a.post) for a in result.node("map_sample_ctrl2").attempts] == [(0, 3), (0, 0)]
     assert seen == [False]  # the bad copy sat in the sandbox, never under its final name
+    # The kept record says ok (the wrapper's view); the POST script's verdict beside it does not.
+    first, second = records(sub, "map_sample_ctrl2")
+    assert first["status"] == "ok" and first["post"]["exit"] == 3
+    assert "sha256 mismatch at stage-out" in first["post"]["message"]
+    (bad,) = [e for e in first["post"]["events"] if not e["ok"]]
+    assert (bad["file"], bad["stage"], bad["expected"]) == \
+        ("results/mapped/ctrl2.txt", scripts.LANDED, sha256(final))
+    assert second["post"] == {"exit": 0, "message": None, "events": second["post"]["events"]}
+    assert [e["file"] for e in second["post"]["events"]] == ["results/mapped/ctrl2.txt"]
     assert tree_hashes(d, RESULTS) == tree_hashes(local_bioinfo, RESULTS)
 
 

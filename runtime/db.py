@@ -43,7 +43,11 @@ from .wrapper import sha256_file
 #: own id of the run, e.g. the DAGMan job's cluster). A database of an
 #: earlier version gets the missing columns when it is opened for writing;
 #: readers ask :meth:`Database.columns` and take a missing column as NULL.
-SCHEMA_VERSION = 2
+#: Version 3 added ``jobs.external_id``: the batch system's id of the
+#: attempt running now (the Slurm job id), set when it starts; and
+#: ``integrity_events.cached``: a check satisfied by an unchanged
+#: fingerprint of a file hashed earlier in the run, without reading it.
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -55,7 +59,7 @@ CREATE TABLE IF NOT EXISTS runs (
     submit_dir TEXT, external_id TEXT);
 CREATE TABLE IF NOT EXISTS jobs (
     run_id INTEGER, job_id TEXT, rule TEXT, kind TEXT, status TEXT,
-    attempts INTEGER DEFAULT 0, started REAL, finished REAL, reason TEXT,
+    attempts INTEGER DEFAULT 0, started REAL, finished REAL, reason TEXT, external_id TEXT,
     PRIMARY KEY (run_id, job_id));
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, run_id INTEGER, job_id TEXT, attempt INTEGER,
@@ -73,7 +77,7 @@ CREATE TABLE IF NOT EXISTS products (
 CREATE TABLE IF NOT EXISTS integrity_events (
     id INTEGER PRIMARY KEY, run_id INTEGER, job_id TEXT, attempt INTEGER,
     file TEXT, stage TEXT, kind TEXT, host TEXT, expected TEXT, actual TEXT,
-    ok INTEGER, seconds REAL, size INTEGER, time REAL);
+    ok INTEGER, seconds REAL, size INTEGER, time REAL, cached INTEGER DEFAULT 0);
 CREATE INDEX IF NOT EXISTS events_run ON integrity_events (run_id);
 CREATE TABLE IF NOT EXISTS chaos (
     id INTEGER PRIMARY KEY, run_id INTEGER, job_id TEXT, attempt INTEGER,
@@ -134,6 +138,11 @@ class Database:
         if not self._in_tx and not self.readonly:
             self.conn.execute("BEGIN")
             self._in_tx = True
+
+    @property
+    def pending(self) -> bool:
+        """Whether a transaction is open (something not yet committed)."""
+        return self._in_tx
 
     def commit(self) -> None:
         """Commit the open transaction, if any."""
@@ -203,10 +212,11 @@ class Database:
         if events:
             self.conn.executemany(
                 "INSERT INTO integrity_events (run_id, job_id, attempt, file, stage, kind, host,"
-                " expected, actual, ok, seconds, size, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " expected, actual, ok, seconds, size, time, cached) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 ((run_id, job_id, record.get("attempt"), e.get("file"), e.get("stage"), e.get("kind"),
                   e.get("host"), e.get("expected"), e.get("actual"), int(bool(e.get("ok"))),
-                  e.get("seconds", 0.0), e.get("size"), now) for e in events))
+                  e.get("seconds", 0.0), e.get("size"), now, int(bool(e.get("cached"))))
+                 for e in events))
         chaos = record.get("chaos") or ()
         if chaos:
             self.add_chaos(run_id, job_id, record.get("attempt"), chaos, record)
@@ -396,7 +406,9 @@ class DatabaseOracle(FilesystemOracle):
 
 
 #: Columns added after version 1, by table: (name, type).
-_ADDED_COLUMNS = {"runs": (("submit_dir", "TEXT"), ("external_id", "TEXT"))}
+_ADDED_COLUMNS = {"runs": (("submit_dir", "TEXT"), ("external_id", "TEXT")),
+                  "jobs": (("external_id", "TEXT"),),
+                  "integrity_events": (("cached", "INTEGER DEFAULT 0"),)}
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -174,6 +174,10 @@ class Scheduler:
         self.remakes: dict[str, int] = {}
         self.waiting_on: dict[str, set[str]] = {}
         self.verified_images: dict[str, tuple[int, ...] | None] = {}
+        # lfn -> fingerprint of the file when it was hashed in this run (an
+        # output when its job succeeded, a raw input at first sight): a job
+        # with no command may take it as verified while the file is unchanged.
+        self.hashed_files: dict[str, tuple[int, ...]] = {}
         self.made_shards: set[str] = set()
         self.summary = RunSummary(run_id=run_id, total=len(self.to_run),
                                   pruned=len(plan.order) - len(self.to_run))
@@ -222,7 +226,14 @@ class Scheduler:
                         self.all_done = True
                         cond.notify_all()
                         break
-                msg = results.get()
+                try:
+                    # A pending transaction (a job marked running) is committed
+                    # within COMMIT_EVERY even when nothing else happens, so
+                    # that wf status sees it.
+                    msg = results.get(timeout=COMMIT_EVERY if self.db.pending else None)
+                except queue.Empty:
+                    self.db.commit()
+                    continue
                 with cond:
                     if msg[0] == "message":
                         self._emit("message", msg[1])
@@ -231,7 +242,9 @@ class Scheduler:
                         _, job, attempt, external_id = msg
                         if external_id is not None:
                             self.external[(job.id, attempt)] = external_id
-                        self.db.set_job(self.run_id, job.id, "running", started=time.time(), attempts=attempt)
+                        extra = {"external_id": external_id} if external_id is not None else {}
+                        self.db.set_job(self.run_id, job.id, "running", started=time.time(),
+                                        attempts=attempt, **extra)
                         self._emit("job_started", job, attempt)
                         continue
                     _, jid, attempt, need, ctx, record, released = msg
@@ -401,9 +414,23 @@ class Scheduler:
         command = job.command
         if command is not None and mapping:
             command = rerender_command(self.plan.workflow, job, mapping)
+        inputs = [{"lfn": f.lfn, "sha256": refs.get(f.lfn), "path": f.lfn} for f in job.inputs]
+        full = self.opt.integrity == "full"
+        if full and command is None and job.kind is JobKind.COMPUTE:
+            # A target (no command) runs nothing that reads its inputs: a file
+            # hashed in this run and unchanged since needs no second reading.
+            for item in inputs:
+                if item["sha256"] is not None and self._hashed_unchanged(item["lfn"]):
+                    item["verified"] = True
+        unhashed = {item["lfn"]: _fingerprint(os.path.join(self.workdir, item["lfn"]))
+                    for item in inputs if full and item["sha256"] is None}
+        if unhashed:
+            # Seen before the job starts: its first-sight hash is trusted
+            # later only if the job (its command) left the file as it was.
+            ctx["unhashed"] = unhashed
         spec.update(
             command=command, cwd=self.workdir, staging="shared",
-            inputs=[{"lfn": f.lfn, "sha256": refs.get(f.lfn), "path": f.lfn} for f in job.inputs],
+            inputs=inputs,
             outputs=[{"lfn": f.lfn, "path": mapping[f.lfn],
                       "dest": os.path.join(self.workdir, f.lfn)} for f in job.outputs],
             # emptied by the renames of a successful attempt: removed by the wrapper,
@@ -423,6 +450,11 @@ class Scheduler:
             }
         return spec, ctx
 
+    def _hashed_unchanged(self, lfn: str) -> bool:
+        """True if ``lfn`` is the very file hashed earlier in this run (inode, size and times)."""
+        seen = self.hashed_files.get(lfn)
+        return seen is not None and seen == _fingerprint(os.path.join(self.workdir, lfn))
+
     def _image_unchanged(self, lfn: str, path: str) -> bool:
         """True if ``path`` is the very file verified before (inode, size and times)."""
         seen = self.verified_images.get(lfn)
@@ -440,8 +472,9 @@ class Scheduler:
         self.summary.bytes_hashed += (record.get("totals") or {}).get("bytes_hashed", 0)
         for e in record.get("events") or ():
             if e.get("kind") == "generate" and e.get("ok") and e.get("actual"):
-                self._first_sight(e["file"], e["actual"])
+                self._first_sight(e["file"], e["actual"], (ctx.get("unhashed") or {}).get(e["file"]))
             if e.get("kind") == "compare" and not e.get("ok"):
+                self.hashed_files.pop(e.get("file"), None)
                 self.summary.integrity_errors += 1
                 if self.opt.chaos:
                     self.db.mark_chaos_detected(self.run_id, e.get("file"))
@@ -499,7 +532,7 @@ class Scheduler:
         self._emit("job_finished", job, attempt, record, OUTCOME_FAILED)
         return False
 
-    def _first_sight(self, lfn: str, sha: str) -> None:
+    def _first_sight(self, lfn: str, sha: str, before: tuple[int, ...] | None = None) -> None:
         # The checksum computed the first time a raw input is used is the
         # reference for every later use.
         if self.refs.get(lfn) is None:
@@ -510,6 +543,11 @@ class Scheduler:
             except OSError:
                 return
             self.db.record_file(lfn, sha, st.st_size, st.st_mtime_ns, None, self.run_id)
+            now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if before is not None and before == now:
+                # Unchanged from before the job started until after it ended,
+                # so unchanged since it was hashed: the command did not touch it.
+                self.hashed_files[lfn] = now
 
     def _succeeded(self, job: Job, record: dict[str, Any]) -> None:
         jid = job.id
@@ -528,6 +566,7 @@ class Scheduler:
                 os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
                 st = os.stat(path)
             self.refs[f.lfn] = sha
+            self.hashed_files[f.lfn] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             self.db.record_file(f.lfn, sha, st.st_size, st.st_mtime_ns, jid, self.run_id)
         if job.kind is JobKind.COMPUTE and job.outputs:
             inputs = {f.lfn: self.refs.get(f.lfn) or "" for f in job.inputs}
@@ -569,6 +608,7 @@ class Scheduler:
                 continue
             path = os.path.join(self.workdir, f.lfn)
             if chaos.corrupt_at_rest(path, job.id, self.attempts[job.id], f.lfn):
+                self.hashed_files.pop(f.lfn, None)  # no longer the bytes that were hashed
                 self.db.add_chaos(self.run_id, job.id, self.attempts[job.id],
                                   [{"kind": "rest", "file": f.lfn, "stage": "rest", "detected": 0}])
                 self._emit("message", f"chaos: flipped a byte of {f.lfn} at rest")
@@ -587,6 +627,7 @@ class Scheduler:
         # Forget the fingerprint so a later plan hashes the file again.
         self.db.forget_file(lfn)
         self.refs.pop(lfn, None)
+        self.hashed_files.pop(lfn, None)
         self.pending[consumer] = self.pending.get(consumer, 0) + 1
         self.waiting_on.setdefault(producer, set()).add(consumer)
         if producer in self.done or producer not in self.to_run:

@@ -132,7 +132,7 @@ def _jobs(db: Database, run_id: int) -> list[dict[str, Any]]:
 def _attempts(db: Database, run_id: int) -> dict[str, list[dict[str, Any]]]:
     """Each job's attempts, oldest first."""
     keys = ("id", "job_id", "attempt", "host", "started", "finished", "exit_code", "status",
-            "message", "stdout", "stderr", "record")
+            "message", "stdout", "stderr", "record", "external_id")
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in db.query(f"SELECT {', '.join(keys)} FROM attempts WHERE run_id=? ORDER BY id",
                         (run_id,)):
@@ -231,10 +231,14 @@ def _statistics(db: Database, run: dict[str, Any]) -> dict[str, Any]:
 
 def _integrity(db: Database, rid: int, jobs: list[dict[str, Any]],
                attempts: dict[str, list[dict[str, Any]]], job_seconds: float) -> dict[str, Any]:
+    # A check satisfied by an unchanged fingerprint hashed nothing: counted apart.
+    cached_col = "cached" if "cached" in db.columns("integrity_events") else "0"
     by_kind = {kind: {"count": n, "seconds": secs or 0.0, "bytes": size or 0}
                for kind, n, secs, size in db.query(
                    "SELECT kind, COUNT(*), SUM(seconds), SUM(size) FROM integrity_events"
-                   " WHERE run_id=? GROUP BY kind", (rid,))}
+                   f" WHERE run_id=? AND NOT COALESCE({cached_col}, 0) GROUP BY kind", (rid,))}
+    (cached,), = db.query("SELECT COUNT(*) FROM integrity_events"
+                          f" WHERE run_id=? AND COALESCE({cached_col}, 0)", (rid,))
     empty = {"count": 0, "seconds": 0.0, "bytes": 0}
     compared = by_kind.get("compare", dict(empty))
     generated = by_kind.get("generate", dict(empty))
@@ -248,6 +252,7 @@ def _integrity(db: Database, rid: int, jobs: list[dict[str, Any]],
     return {
         "compared": compared,
         "generated": generated,
+        "cached": cached,
         "errors": errors,
         "failed_attempts": failed_attempts,
         "failed_jobs": failed_jobs,
@@ -310,7 +315,10 @@ def status(db: Database, run_id: int | None = None) -> dict[str, Any]:
     if _is_condor(run):
         from .condor_status import condor_status
         return condor_status(db, run)
-    rows = db.query("SELECT job_id, status FROM jobs WHERE run_id=? ORDER BY job_id", (run["id"],))
+    # A database written before jobs.external_id existed, opened read-only, lacks it.
+    ext = "external_id" if "external_id" in db.columns("jobs") else "NULL"
+    rows3 = db.query(f"SELECT job_id, status, {ext} FROM jobs WHERE run_id=? ORDER BY job_id", (run["id"],))
+    rows = [(j, s) for j, s, _x in rows3]
     by_status = Counter(s for _, s in rows)
     live = run["status"] == "running"
     running = by_status.get("running", 0) if live else 0
@@ -333,6 +341,9 @@ def status(db: Database, run_id: int | None = None) -> dict[str, Any]:
         "by_status": dict(sorted(by_status.items())),
         "failed_jobs": [j for j, s in rows if s == "failed"],
         "running_jobs": [j for j, s in rows if s == "running"] if live else [],
+        "backend": run.get("backend") or "local",
+        # The batch system's id of each running or failed job's latest attempt.
+        "external_ids": {j: x for j, s, x in rows3 if x and (s == "failed" or (live and s == "running"))},
     }
 
 
@@ -380,6 +391,7 @@ def _analyze(db: Database, run: dict[str, Any]) -> dict[str, Any]:
             failed.append({
                 "job": j["job_id"], "rule": j["rule"], "kind": j["kind"], "attempts": len(tries),
                 "attempt": last.get("attempt"), "host": last.get("host"),
+                "external_id": last.get("external_id"),
                 "exit_code": last.get("exit_code"), "status": last.get("status"),
                 "message": last.get("message"), "stderr": stderr,
                 "stderr_tail": _tail(stderr) if stderr else None,

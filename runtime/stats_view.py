@@ -106,6 +106,9 @@ def show_statistics(data: dict[str, Any], console: Console) -> None:
                    f"{format_seconds(i['compared']['seconds'])}")
     _line(console, f"{i['generated']['count']:,} files checksums generated with total duration of "
                    f"{format_seconds(i['generated']['seconds'])}")
+    if i.get("cached"):
+        _line(console, f"{i['cached']:,} files checks satisfied by the unchanged fingerprint of a file "
+                       f"hashed earlier in the run (nothing read)")
     pct = i["percent_of_job_time"]
     _line(console, f"Integrity checking took {format_seconds(i['seconds'])}"
                    + ("" if pct is None else f", {pct:.2f}% of the cumulative job wall time"))
@@ -166,14 +169,22 @@ def show_status(data: dict[str, Any], console: Console) -> None:
           (f"{c['running']:,} running", "yellow" if c["running"] else ""), ", ",
           (f"{c['failed']:,} failed", "red" if c["failed"] else ""), ", ",
           f"{c['left']:,} left, ", (f"{c['reused']:,} reused", "cyan"))
+    ids = data.get("external_ids") or {}
+    label = "Slurm job" if data.get("backend") == "slurm" else "id"
+
+    def with_id(jid: str) -> str:
+        return f"  {jid}  ({label} {ids[jid]})" if jid in ids else f"  {jid}"
+
+    if data.get("backend") not in (None, "local"):
+        _line(console, f"Backend: {data['backend']}")
     if data["running_jobs"]:
         _line(console, ("Running:", "bold"))
         for jid in data["running_jobs"]:
-            _line(console, f"  {jid}")
+            _line(console, with_id(jid))
     if data["failed_jobs"]:
         _line(console, ("Failed:", "bold red"))
         for jid in data["failed_jobs"]:
-            _line(console, f"  {jid}")
+            _line(console, with_id(jid))
         _line(console, ("Run 'wf analyze' to see why.", "dim"))
     if st == "crashed":
         _line(console, ("The run stopped without finishing; 'wf run' resumes it, "
@@ -289,6 +300,8 @@ def show_analyze(data: dict[str, Any], console: Console) -> None:
     for f in failed:
         console.print()
         where = f" on {f['host']}" if f["host"] else ""
+        if f.get("external_id") and (data["run"].get("backend") == "slurm"):
+            where += f" (Slurm job {f['external_id']})"
         rule = f" (rule {f['rule']})" if f["rule"] else f" ({f['kind']})"
         _line(console, ("failed ", "bold red"), (f["job"], "bold"), rule,
               f", attempt {f['attempt']} of {f['attempts']}{where}")

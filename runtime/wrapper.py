@@ -20,7 +20,12 @@ URL)::
       "staging": "shared" | "copy",          # default "shared"
       "inputs":  [{"lfn": "data/A.txt", "sha256": "<64 hex>" | null,
                    "path": "data/A.txt",     # default: lfn
-                   "source": null | "/where/to/copy/it/from"}],
+                   "source": null | "/where/to/copy/it/from",
+                   "verified": false}],      # default false; true: the caller
+                                             # hashed this very file (same inode,
+                                             # size and times) earlier in the run;
+                                             # honoured only with a null command
+                                             # (nothing reads it) and a sha256
       "outputs": [{"lfn": "results/A.txt",
                    "path": "where the command writes it",   # default: lfn
                    "dest": null | "/abs/final/location"}], # null: stays at path
@@ -45,7 +50,9 @@ URL)::
 Steps: (1) stage-in: copy each input with a source to a temporary name beside
 ``path``, hash the copy, compare, rename; (2) pre-job: hash every input at
 ``path`` and compare with its reference (a null reference is generated and
-reported); (3) run the command, stdin from /dev/null, after creating the
+reported; an input marked ``verified`` of a job with no command is only
+checked to exist, recorded as a compare event with ``"cached": true`` and
+size 0); (3) run the command, stdin from /dev/null, after creating the
 outputs' directories and removing stale outputs; (4) every output must exist
 and is hashed; (5) stage-out: ``shared`` renames ``path`` to ``dest`` (a
 verified copy across file systems); ``copy`` copies to a temporary name
@@ -70,7 +77,9 @@ Provenance record (JSON, written atomically to ``record``, also returned)::
      "events": [{"file", "stage": "stage-in" | "source" | "pre-job" | "output"
                           | "stage-out",   # source: re-hashed after a bad stage-in copy
                  "kind": "compare" | "generate", "expected", "actual", "ok",
-                 "size", "seconds", "host"}],
+                 "size", "seconds", "host",
+                 "cached": true}],   # only on a check the caller's verification
+                                     # stood for: nothing hashed (size 0)
      "chaos":  [{"kind", "file", "stage", …}],
      "totals": {"compare_count", "compare_seconds", "generate_count",
                 "generate_seconds", "bytes_hashed"}}
@@ -286,10 +295,13 @@ def check_spec(spec: object) -> dict:
                     f"{where}: 'sha256' must be 64 hex digits, found {item['sha256']!r}"
                 )
         src = _want(item, "source", (str, type(None)), where, None)
+        verified = _want(item, "verified", bool, where, False)
         inputs.append(
             {
                 "lfn": lfn,
                 "ref": ref,
+                # Only where nothing runs that could read it, and with a reference.
+                "verified": verified and command is None and ref is not None and src is None,
                 "path": join(cwd, _want(item, "path", str, where, lfn)),
                 "source": None if src is None else _join_source(cwd, _source_path(src, where)),
             }
@@ -584,6 +596,22 @@ class _Job:
                     size = None
                 # Nothing was hashed: claim no checksum, not even the unverified reference.
                 self.files.append({"lfn": lfn, "role": "input", "sha256": None, "size": size})
+                continue
+            if item["verified"]:
+                # No command reads it, and the caller hashed this very file
+                # earlier in the run: it must exist; the check is recorded,
+                # marked cached, the bytes are not read again.
+                try:
+                    size = os.stat(item["path"]).st_size
+                except FileNotFoundError:
+                    size = None
+                ev = {"file": lfn, "stage": "pre-job", "kind": "compare", "expected": item["ref"],
+                      "actual": None if size is None else item["ref"], "ok": size is not None,
+                      "size": 0, "seconds": 0.0, "host": self.host, "cached": True}
+                self.events.append(ev)
+                if size is None:
+                    raise _Stop(INTEGRITY, _mismatch(lfn, "pre-job", ev))
+                self.files.append({"lfn": lfn, "role": "input", "sha256": item["ref"], "size": size})
                 continue
             ev = self.hash_event(item["path"], lfn, "pre-job", item["ref"])
             if not ev["ok"]:

@@ -115,8 +115,12 @@ def test_quickstart_runs_reports_and_is_then_up_to_date(quickstart_run):
     data = json.loads(wf_ok("statistics", "--json", cwd=d).out)
     integ = data["integrity"]
     # Every input with a producer is compared before its job (3 counts read by
-    # summary, the summary read by all); raw inputs and outputs are generated.
-    assert integ["compared"]["count"] == int(m_cmp.group(1)) == 4
+    # summary); the summary read by all (no command) was hashed as it was made
+    # and is unchanged: a check by fingerprint, counted apart; raw inputs and
+    # outputs are generated.
+    assert integ["compared"]["count"] == int(m_cmp.group(1)) == 3
+    assert integ["cached"] == 1
+    assert re.search(r"^1 files checks satisfied by the unchanged fingerprint", stats, re.M)
     assert integ["generated"]["count"] == int(m_gen.group(1)) == 3 + 4
     assert integ["errors"] == 0
     run_id = data["run"]["id"]
@@ -507,3 +511,88 @@ def test_checksum_prints_a_replica_entry(qs):
     for name in ("alice", "moby"):
         expect = f'replica "texts/{name}.txt":\n    sha256: "{sha256(qs / f"texts/{name}.txt")}"'
         assert expect in r.out, r.out
+
+
+# -- a target (no command) does not re-read what this run hashed -------------------
+TARGET = """
+rule all:
+    input: expand("out/{i}.txt", i=["1", "2", "3", "4"]), "data/1.txt", "data/only.txt"
+
+rule copy:
+    input: "data/{i}.txt"
+    output: "out/{i}.txt"
+    shell: "cp {input} {output}"
+"""
+
+
+def _target_inputs() -> dict[str, str]:
+    files = {f"data/{i}.txt": f"payload {i}\n" * 1000 for i in "1234"}
+    files["data/only.txt"] = "listed by the target alone\n"
+    return files
+
+
+def _all_record(d: Path, attempt: int) -> dict:
+    for path in (d / ".wf" / "records").rglob("*.json"):
+        rec = json.loads(path.read_text())
+        if rec["job_id"] == "all" and rec["attempt"] == attempt:
+            return rec
+    raise AssertionError("no record of the target job 'all'")
+
+
+def test_target_takes_files_hashed_in_this_run_as_verified(tmp_path):
+    d = write_workflow(tmp_path / "w", TARGET, _target_inputs())
+    wf_ok("run", "-j", "2", cwd=d)
+    rows = query(d, "SELECT file, kind, size FROM integrity_events WHERE job_id='all'")
+    by_file = {f: (k, s) for f, k, s in rows}
+    # The outputs (hashed when made) and data/1.txt (hashed at first sight by
+    # copy[i=1], which left it as it was) are not read again: a check, 0 bytes.
+    for lfn in ["out/1.txt", "out/2.txt", "out/3.txt", "out/4.txt", "data/1.txt"]:
+        assert by_file[lfn] == ("compare", 0), (lfn, rows)
+    # A raw input nobody hashed before is hashed by the target, as always.
+    assert by_file["data/only.txt"] == ("generate", len("listed by the target alone\n"))
+    assert len(rows) == 6
+    rec = _all_record(d, 1)
+    cached = {e["file"] for e in rec["events"] if e.get("cached")}
+    assert cached == {"out/1.txt", "out/2.txt", "out/3.txt", "out/4.txt", "data/1.txt"}
+    assert all(e["ok"] and e["size"] == 0 and e["seconds"] == 0 for e in rec["events"] if e.get("cached"))
+    # The record still names every input with its checksum.
+    assert {f["lfn"]: f["sha256"] for f in rec["files"] if f["role"] == "input"} == {
+        lfn: sha256(d / lfn) for lfn in [*by_file]
+    }
+    # Each byte was hashed once in the run: 4 raw inputs, 4 outputs, data/only.txt.
+    hashed = query(d, "SELECT sum(size) FROM integrity_events WHERE kind IN ('compare', 'generate')")
+    assert hashed[0][0] == 2 * 4 * len("payload 1\n" * 1000) + len("listed by the target alone\n")
+
+
+def test_target_hashes_a_file_changed_since_it_was_made(tmp_path):
+    # A buggy tool appends to an input it does not own, after that input was
+    # made and hashed: the target sees another file than the one hashed,
+    # reads it, and the mismatch is caught (the producer remakes it).
+    wffile = TARGET.replace(
+        '"data/only.txt"', '"data/only.txt", "touched.txt"'
+    ) + """
+rule touchup:
+    input: "out/2.txt"
+    output: "touched.txt"
+    shell: "cat {input} > {output}; echo appended >> {input}"
+"""
+    d = write_workflow(tmp_path / "w", wffile, _target_inputs())
+    r = wf("run", "-j", "1", cwd=d)
+    bad = query(d, "SELECT file, stage, size FROM integrity_events WHERE job_id='all' AND ok=0")
+    assert bad and bad[0][0] == "out/2.txt" and bad[0][1] == "pre-job" and bad[0][2] > 0, (bad, r.text)
+    first = _all_record(d, 1)
+    assert first["status"] == "integrity"
+    assert not any(e.get("cached") and e["file"] == "out/2.txt" for e in first["events"])
+    # The copy job remade out/2.txt; the target then took the remade file as verified.
+    assert r.code == 0, r.text
+    assert (d / "out/2.txt").read_text() == (d / "data/2.txt").read_text()
+    last = _all_record(d, 2)
+    assert last["status"] == "ok"
+    assert any(e.get("cached") and e["file"] == "out/2.txt" for e in last["events"])
+
+
+def test_integrity_none_target_marks_nothing_verified(tmp_path):
+    d = write_workflow(tmp_path / "w", TARGET, _target_inputs())
+    wf_ok("run", "--integrity", "none", cwd=d)
+    assert query(d, "SELECT count(*) FROM integrity_events") == [(0,)]
+    assert not any(e.get("cached") for e in _all_record(d, 1)["events"])

@@ -209,10 +209,11 @@ def test_a_version_1_database_gains_the_new_columns(tmp_path):
     for _ in range(2):
         db = Database(path)
         assert {"submit_dir", "external_id"} <= db.columns("runs")
+        assert "external_id" in db.columns("jobs")
         assert db.query("SELECT value FROM meta WHERE key='schema'") == [(str(SCHEMA_VERSION),)]
         assert db.query("SELECT id, status, backend FROM runs") == [(1, "success", "local")]
         db.close()
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
 
 def test_a_newer_schema_version_is_not_lowered(tmp_path):

@@ -241,7 +241,7 @@ def test_statistics_of_an_older_run(tmp_path, clock):
     assert s["chaos"] is None
     assert s["integrity"] == {"compared": {"count": 0, "seconds": 0.0, "bytes": 0},
                               "generated": {"count": 0, "seconds": 0.0, "bytes": 0},
-                              "errors": 0, "failed_attempts": 0, "failed_jobs": 0,
+                              "cached": 0, "errors": 0, "failed_attempts": 0, "failed_jobs": 0,
                               "seconds": 0.0, "percent_of_job_time": 0.0}
 
 

@@ -497,3 +497,71 @@ def test_http_source_with_and_without_reference(tmp_path: Path, http_dir, monkey
                 "generate",
                 sha(DATA),
             )
+
+
+# -- inputs the caller verified (a job with no command) ------------------------------
+def _target_spec(tmp: Path, **over) -> dict:
+    spec = make_spec(tmp, command=None, outputs=[])
+    spec["inputs"][0].update(sha256=sha(DATA), verified=True)
+    spec.update(over)
+    return spec
+
+
+def test_verified_input_of_a_commandless_job_is_checked_not_hashed(tmp_path: Path) -> None:
+    rec = run_spec(_target_spec(tmp_path))
+    assert rec["status"] == "ok", rec["message"]
+    [ev] = rec["events"]
+    assert ev["cached"] is True and ev["ok"] and (ev["stage"], ev["kind"]) == ("pre-job", "compare")
+    assert ev["expected"] == ev["actual"] == sha(DATA) and ev["size"] == 0 and ev["seconds"] == 0
+    assert rec["totals"]["bytes_hashed"] == 0 and rec["totals"]["compare_count"] == 1
+    assert rec["files"] == [{"lfn": "data/A.txt", "role": "input", "sha256": sha(DATA), "size": len(DATA)}]
+
+
+def test_verified_input_must_still_exist(tmp_path: Path) -> None:
+    spec = _target_spec(tmp_path)
+    (tmp_path / "data" / "A.txt").unlink()
+    rec = run_spec(spec)
+    assert rec["status"] == "integrity" and "missing at pre-job" in rec["message"]
+    [ev] = failed_events(rec)
+    assert ev["actual"] is None and ev["cached"] is True
+
+
+def test_unverified_input_of_a_commandless_job_is_hashed(tmp_path: Path) -> None:
+    # Without the caller's word (its fingerprint no longer matched) the file
+    # is read again, and a change since it was made is caught.
+    spec = _target_spec(tmp_path)
+    spec["inputs"][0]["verified"] = False
+    (tmp_path / "data" / "A.txt").write_bytes(DATA + b"appended\n")
+    rec = run_spec(spec)
+    assert rec["status"] == "integrity"
+    [ev] = failed_events(rec)
+    assert "cached" not in ev and ev["size"] == len(DATA) + 9 and ev["actual"] == sha(DATA + b"appended\n")
+
+
+@pytest.mark.parametrize("case", ["command", "no-reference", "source"])
+def test_verified_is_ignored_where_it_could_hide_something(tmp_path: Path, case: str) -> None:
+    # A job with a command reads its inputs: it hashes each one, whatever the
+    # caller says; so does a job given no reference, or one that stages in.
+    if case == "command":
+        spec = _target_spec(tmp_path, command="touch ran")
+        spec["inputs"][0]["sha256"] = sha(b"something else")
+    elif case == "no-reference":
+        spec = _target_spec(tmp_path)
+        spec["inputs"][0]["sha256"] = None
+    else:
+        spec = _target_spec(tmp_path, cwd=str(tmp_path / "scratch"), staging="copy")
+        spec["inputs"][0]["source"] = str(tmp_path / "data" / "A.txt")
+    rec = run_spec(spec)
+    assert not any(e.get("cached") for e in rec["events"])
+    assert rec["totals"]["bytes_hashed"] >= len(DATA)
+    if case == "command":
+        assert rec["status"] == "integrity" and not (tmp_path / "ran").exists()
+    else:
+        assert rec["status"] == "ok", rec["message"]
+
+
+def test_verified_must_be_a_boolean(tmp_path: Path) -> None:
+    spec = _target_spec(tmp_path)
+    spec["inputs"][0]["verified"] = "yes"
+    with pytest.raises(SpecError, match="verified"):
+        run_spec(spec)

@@ -164,6 +164,9 @@ def test_a_failed_attempt_is_retried_and_a_failing_job_keeps_its_log(cluster, tm
     assert not (d / "never.txt").exists()
     analysis = wf("analyze", cwd=d)
     assert "exited 3" in analysis.text or "exit code 3" in analysis.text
+    sid = query(d, "SELECT external_id FROM attempts WHERE job_id='broken'")[0][0]
+    assert f"(Slurm job {sid})" in analysis.out
+    assert f"broken  (Slurm job {sid})" in wf("status", cwd=d).out
 
 
 def test_a_corrupt_replica_is_caught_at_stage_in_before_any_consumer(cluster, tmp_path):
@@ -239,6 +242,10 @@ def test_sigterm_cancels_the_runs_slurm_jobs(cluster, tmp_path):
                             env=wf_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         sid = _running_job(cluster, "wf:slow")
+        # wf status shows the running job with its Slurm id (booked within 0.25 s).
+        _wait_for(lambda: f"slow  (Slurm job {sid})" in wf("status", cwd=d).out, timeout=10,
+                  what="wf status to show the Slurm job")
+        assert "Backend: slurm" in wf("status", cwd=d).out
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -15,7 +15,7 @@ SLURM_CONF in the environment the benchmark starts a private cluster with
 tests/slurmcluster.py (and stops it); it waits until the controller has
 forgotten nothing and the queue is empty before each measurement.
 
-    python benchmarks/slurm_jobs.py                 # N=500: raw, then wf with bundles 1 and 8
+    python benchmarks/slurm_jobs.py                 # N=500: raw, then wf (automatic bundles, then one job per task)
     python benchmarks/slurm_jobs.py --jobs 500 --repeat 3 --bundles 1,4,16
 
 --slurm-bundle N runs up to N ready jobs of a rule one after another in one
@@ -85,13 +85,14 @@ def raw(n: int, env: dict[str, str], workdir: Path) -> float:
     return time.perf_counter() - t0
 
 
-def wf(n: int, env: dict[str, str], workdir: Path, bundle: int = 1) -> tuple[float, int]:
+def wf(n: int, env: dict[str, str], workdir: Path, bundle: str = "auto") -> tuple[float, int]:
     """`wf run --backend slurm` on n touch jobs; (wall seconds, batch jobs Slurm saw)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "Wffile").write_text(_wffile(n), encoding="utf-8")
     wf_exe = shutil.which("wf") or "wf"
     t0 = time.perf_counter()
-    proc = subprocess.run([wf_exe, "run", "--backend", "slurm", "--slurm-bundle", str(bundle)], cwd=workdir, env=env,
+    extra = [] if bundle == "auto" else ["--slurm-bundle", bundle]
+    proc = subprocess.run([wf_exe, "run", "--backend", "slurm", *extra], cwd=workdir, env=env,
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -110,7 +111,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--bundles", default="1,8", help="--slurm-bundle values to run wf with (default 1,8)")
+    ap.add_argument("--bundles", default="auto,1", help="--slurm-bundle values to run wf with (default auto,1; auto: the option left out)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="wf-slurm-bench-"))
@@ -133,7 +134,7 @@ def main() -> int:
             while not _queue_empty(env):
                 time.sleep(0.5)
             print(f"run {r + 1}: raw sbatch --wrap true {t_raw:6.2f} s ({args.jobs / t_raw:5.1f} jobs/s)")
-            for bundle in (int(b) for b in args.bundles.split(",")):
+            for bundle in args.bundles.split(","):
                 while not _queue_empty(env):
                     time.sleep(0.5)
                 t_wf, tasks = wf(args.jobs, env, tmp / f"wf{r}-{bundle}", bundle)

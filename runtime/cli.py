@@ -155,7 +155,7 @@ def run(
     slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", help="With --backend slurm: the partition (a rule's resources: slurm_partition=\"…\" wins).")] = None,
     slurm_account: Annotated[str | None, typer.Option("--slurm-account", help="With --backend slurm: the account to charge.")] = None,
     slurm_extra: Annotated[str | None, typer.Option("--slurm-extra", help="With --backend slurm: more sbatch options, e.g. \"--qos=short --time=10\".")] = None,
-    slurm_bundle: Annotated[int, typer.Option("--slurm-bundle", min=1, help="With --backend slurm: run up to N ready jobs of one rule one after another in one batch job (for many short jobs).")] = 1,
+    slurm_bundle: Annotated[int | None, typer.Option("--slurm-bundle", min=1, help="With --backend slurm: run up to N ready jobs of one rule one after another in one array task (default: automatic, keeping at least twice as many tasks as the cluster has CPUs; 1: one batch job per job).")] = None,
 ) -> None:
     """Plan and run the workflow (WFFILE defaults to ./Wffile)."""
     workdir = _directory(directory)
@@ -199,7 +199,7 @@ def run(
         slurm = SlurmOptions(partition=slurm_partition, account=slurm_account, extra=extra,
                              bundle=slurm_bundle)
         cores = cores or SLURM_MAX_JOBS
-    elif slurm_partition or slurm_account or slurm_extra or slurm_bundle != 1:
+    elif slurm_partition or slurm_account or slurm_extra or slurm_bundle is not None:
         raise fail("--slurm-partition, --slurm-account, --slurm-extra and --slurm-bundle need --backend slurm")
     from .execute import run_workflow
     code = run_workflow(

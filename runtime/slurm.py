@@ -80,8 +80,9 @@ class SlurmOptions:
     #: Node-local scratch root for ``--staging copy`` (default: $TMPDIR, else /tmp).
     scratch_root: str | None = None
     #: Jobs of one rule run one after another in one array task (Pegasus's
-    #: horizontal clustering): fewer batch jobs for many short ones.
-    bundle: int = 1
+    #: horizontal clustering): fewer batch jobs for many short ones. None:
+    #: automatic (see :meth:`SlurmLauncher._per_task`).
+    bundle: int | None = None
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -173,6 +174,7 @@ class SlurmLauncher(Launcher):
         self._array_seq = 0
         self.submit_calls = 0
         self._pool: ThreadPoolExecutor | None = None
+        self._cpus: int | None = None
 
     # -- before the run --------------------------------------------------------
     def survivors(self) -> set[str]:
@@ -298,15 +300,50 @@ class SlurmLauncher(Launcher):
                 os.unlink(ctx["record"])
             groups.setdefault((job.rule or job.kind.value, *self._options(job)), []).append(
                 (job, attempt, need, spec, ctx))
-        per_task = max(1, self.opt.bundle)
         for key, items in groups.items():
+            per_task = self._per_task(items[0][0], len(items))
             if len(items) < ARRAY_MIN and per_task == 1:
                 for item in items:
                     self._submit_one(item)
                 continue
             bundles = [items[i:i + per_task] for i in range(0, len(items), per_task)]
+            options = list(key[1:])
+            if per_task > 1:
+                # A task runs its jobs one after another: its time limit is theirs summed.
+                options = [f"--time={int(o[7:]) * per_task}" if o.startswith("--time=") and o[7:].isdigit()
+                           else o for o in options]
             for i in range(0, len(bundles), ARRAY_MAX):
-                self._submit_array(key[0], list(key[1:]), bundles[i:i + ARRAY_MAX])
+                self._submit_array(key[0], options, bundles[i:i + ARRAY_MAX])
+
+    def _per_task(self, job: Job, ready: int) -> int:
+        """Jobs per array task for ``ready`` jobs like ``job``.
+
+        ``--slurm-bundle N`` says; by default (auto) as many as keep at least
+        twice as many tasks as the cluster can run at once: more ready jobs
+        than that would wait in the queue anyway, and one task running several
+        short jobs saves a Python start-up and a slurmstepd per job.
+        """
+        if self.opt.bundle is not None:
+            return max(1, self.opt.bundle)
+        slots = self._cluster_cpus() // max(job.threads, 1)
+        if slots <= 0:
+            return 1
+        return max(1, -(-ready // (2 * slots)))
+
+    def _cluster_cpus(self) -> int:
+        """CPUs of the partition jobs go to (``sinfo``), 0 when unknown; asked once per run."""
+        if self._cpus is None:
+            argv = ["sinfo", "--noheader", "--format=%C"]
+            if self.opt.partition:
+                argv.append(f"--partition={self.opt.partition}")
+            try:
+                out = subprocess.run(argv, capture_output=True, text=True, env=self.env,
+                                     stdin=subprocess.DEVNULL, timeout=30).stdout
+                # "allocated/idle/other/total" per line (one line per partition).
+                self._cpus = sum(int(line.split("/")[3]) for line in out.split() if line.count("/") == 3)
+            except (OSError, subprocess.TimeoutExpired, ValueError):
+                self._cpus = 0
+        return self._cpus
 
     def _run_here(self, job: Job, attempt: int, need: int, spec: dict[str, Any], ctx: dict[str, Any]) -> None:
         if self._pool is None:

@@ -349,3 +349,19 @@ rule use:
     assert rows and rows[0][0] == "pre-job" and rows[0][1] == recorded and rows[0][2] != recorded
     # Caught by the wrapper inside the batch job, whose Slurm id is recorded.
     assert [sid for job, _a, s, sid, _m in _attempts(d) if job == "use" and s == "integrity"][0]
+
+
+def test_many_short_jobs_are_bundled_automatically_unless_asked_not_to(cluster, tmp_path):
+    ids = ", ".join(f'"{i}"' for i in range(100))
+    wffile = FAN.replace(FAN.splitlines()[1], f"N = [{ids}]")
+    # The cluster has 32 CPUs: 100 ready jobs of one rule go out as tasks of
+    # two jobs each, so that 50 tasks (>= 2 x 32) still fill the cluster.
+    d = write_workflow(tmp_path / "auto", wffile)
+    wf_ok("run", "--backend", "slurm", cwd=d, timeout=300)
+    tasks = {sid for job, _a, _s, sid, _m in _attempts(d) if job.startswith("part[")}
+    assert len(tasks) == 50
+    assert (d / "total.txt").read_text() == "".join(f"part {i}\n" for i in range(100))
+    d = write_workflow(tmp_path / "one", wffile)
+    wf_ok("run", "--backend", "slurm", "--slurm-bundle", "1", cwd=d, timeout=300)
+    tasks = {sid for job, _a, _s, sid, _m in _attempts(d) if job.startswith("part[")}
+    assert len(tasks) == 100

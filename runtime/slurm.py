@@ -175,6 +175,7 @@ class SlurmLauncher(Launcher):
         self.submit_calls = 0
         self._pool: ThreadPoolExecutor | None = None
         self._cpus: int | None = None
+        self._reported: set[tuple[str, int]] = set()
 
     # -- before the run --------------------------------------------------------
     def survivors(self) -> set[str]:
@@ -269,18 +270,32 @@ class SlurmLauncher(Launcher):
             if finished and (not self.flights or self.cancelled):
                 return
             if batch:
-                self._launch(batch)
+                try:
+                    self._launch(batch)
+                except Exception as e:  # noqa: BLE001 (a launcher bug must not hang the run)
+                    self._fail_unstarted(batch, f"Slurm launcher error: {e!r}")
             now = time.monotonic()
             # Slurm itself starts jobs about once a second: with many jobs in
             # flight, looking more often than that only loads the controller.
             poll = min(1.0, self.opt.poll + 0.002 * len(self.flights))
             if self.flights and now - last_poll >= poll:
                 last_poll = now
-                self._poll()
+                try:
+                    self._poll()
+                except Exception as e:  # noqa: BLE001 (look again at the next poll)
+                    self._sched_message(f"could not read the Slurm queue: {e!r}")
             if not batch:
                 with cond:
                     if not sched.all_done:
                         cond.wait(timeout=self.opt.poll)
+
+    def _fail_unstarted(self, batch: list[tuple[str, Job, int, int, dict[str, Any], dict[str, Any]]],
+                        why: str) -> None:
+        """End, as failed attempts, the taken attempts that never reached Slurm."""
+        for jid, job, attempt, need, _spec, ctx in batch:
+            if (jid, attempt) not in self._reported:
+                self._sched_started(job, attempt, None)
+                self._end(jid, attempt, need, ctx, _synthetic(attempt, "failed", why))
 
     def _launch(self, batch: list[tuple[str, Job, int, int, dict[str, Any], dict[str, Any]]]) -> None:
         groups: dict[tuple[str, ...], list[tuple[Job, int, int, dict[str, Any], dict[str, Any]]]] = {}
@@ -552,6 +567,7 @@ class SlurmLauncher(Launcher):
 
     def _sched_started(self, job: Job, attempt: int, sid: str | None) -> None:
         assert self._sched is not None
+        self._reported.add((job.id, attempt))
         self._sched.started(job, attempt, sid)
 
     def _sched_message(self, text: str) -> None:

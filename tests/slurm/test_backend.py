@@ -365,3 +365,48 @@ def test_many_short_jobs_are_bundled_automatically_unless_asked_not_to(cluster, 
     wf_ok("run", "--backend", "slurm", "--slurm-bundle", "1", cwd=d, timeout=300)
     tasks = {sid for job, _a, _s, sid, _m in _attempts(d) if job.startswith("part[")}
     assert len(tasks) == 100
+
+
+def test_a_launcher_failure_fails_the_jobs_instead_of_hanging(cluster, tmp_path):
+    d = write_workflow(tmp_path / "w", SLOW)
+    (d / ".wf" / "slurm").mkdir(parents=True)
+    (d / ".wf" / "slurm" / "specs").write_text("not a directory")  # specs cannot be written
+    r = wf("run", "--backend", "slurm", "--config", "secs=0", cwd=d, timeout=60)
+    assert r.code == 1, r.text
+    rows = _attempts(d)
+    assert rows and rows[0][0] == "slow" and rows[0][2] == "failed"
+    assert "Slurm launcher error" in rows[0][4]
+
+
+BUNDLED_SLOW = """
+N = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+
+rule all:
+    input: expand("s/{i}.txt", i=N)
+
+rule nap:
+    output: "s/{i}.txt"
+    shell: "sleep 2; echo {wildcards.i} > {output}"
+"""
+
+
+def test_reattach_to_bundled_array_tasks_after_kill_9(cluster, tmp_path):
+    d = write_workflow(tmp_path / "w", BUNDLED_SLOW)
+    before = set(_queue(cluster))
+    proc = subprocess.Popen(wf_cmd("run", "--backend", "slurm", "--slurm-bundle", "5"), cwd=d,
+                            env=wf_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _running_job(cluster, "wf:nap[10 jobs]")
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    tasks = sorted(s for s in _queue(cluster) if s not in before)
+    assert len(tasks) == 2  # two tasks of five
+    r = wf_ok("run", "--backend", "slurm", "--slurm-bundle", "5", cwd=d, timeout=180)
+    # Every job the killed run had not booked is reattached, none submitted again.
+    booked = query(d, "SELECT count(*) FROM attempts WHERE run_id=1 AND status='ok'")[0][0]
+    assert r.text.count("reattached to Slurm job") == 10 - booked
+    assert sorted(p.read_text() for p in (d / "s").glob("*.txt")) == sorted(f"{i}\n" for i in range(10))
+    # Nothing was submitted twice.
+    assert sorted(s for s in _queue(cluster) if s not in before) == tasks

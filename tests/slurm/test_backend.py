@@ -410,3 +410,18 @@ def test_reattach_to_bundled_array_tasks_after_kill_9(cluster, tmp_path):
     assert sorted(p.read_text() for p in (d / "s").glob("*.txt")) == sorted(f"{i}\n" for i in range(10))
     # Nothing was submitted twice.
     assert sorted(s for s in _queue(cluster) if s not in before) == tasks
+
+
+def test_container_jobs_on_slurm_get_the_image_staged_and_verified_on_the_node(cluster, tmp_path):
+    from tests.e2e.test_containers import make_project
+
+    make_project(tmp_path)
+    r = wf("run", "--backend", "slurm", "--staging", "copy", cwd=tmp_path, timeout=180)
+    assert r.code == 0, r.text
+    assert (tmp_path / "counts" / "A.txt").read_text() == "inside 3\n"  # /etc/flavour of the image
+    # Each batch job copied the image into its node-local scratch and verified the copy.
+    rows = query(tmp_path, "SELECT a.external_id FROM integrity_events e JOIN attempts a "
+                           "ON a.run_id=e.run_id AND a.job_id=e.job_id AND a.attempt=e.attempt "
+                           "WHERE e.stage='stage-in' AND e.file='.wf/images/tools/tools.tar' AND e.ok=1 "
+                           "AND e.job_id LIKE 'count%'")
+    assert len(rows) == 2 and all(sid for (sid,) in rows)

@@ -229,7 +229,11 @@ class SlurmLauncher(Launcher):
             shutil.copyfile(here / name, tmp)
             os.replace(tmp, dst)
             py_compile.compile(dst, doraise=False)  # once here, not by the first jobs at once
-        stale = sorted({sid for jid, (sid, *_rest) in self._adoptable.items() if jid not in sched.to_run})
+        # A batch job none of whose jobs this run wants is cancelled; a bundle
+        # with at least one wanted job runs on (its other jobs are done, or
+        # harmless: their outputs land verified, just not booked).
+        wanted = {sid for jid, (sid, *_rest) in self._adoptable.items() if jid in sched.to_run}
+        stale = sorted({sid for sid, *_rest in self._adoptable.values()} - wanted)
         for jid in [j for j in self._adoptable if j not in sched.to_run]:
             del self._adoptable[jid]
         self._scancel(stale)

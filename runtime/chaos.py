@@ -21,6 +21,25 @@ class ChaosSpecError(ValueError):
     """A malformed ``--chaos`` value."""
 
 
+def chaos_option(spec: str | None, seed: int, integrity: str) -> Chaos | None:
+    """``--chaos SPEC --chaos-seed N`` as every command takes them.
+
+    Raises ChaosSpecError with the message for the user (prefix it with
+    ``error: ``): a malformed SPEC, or chaos without checks, which would let
+    the faults go unseen into final outputs.
+    """
+    if not spec:
+        return None
+    try:
+        chaos = Chaos.parse(spec, seed)
+    except ChaosSpecError as e:
+        raise ChaosSpecError(f"--chaos: {e}") from None
+    if integrity == "none":
+        raise ChaosSpecError("--chaos needs --integrity full: with no checks the faults would go "
+                             "unseen and reach final outputs")
+    return chaos
+
+
 @dataclass(frozen=True, slots=True)
 class Chaos:
     """Probabilities per fault kind and the seed that makes a run reproducible."""

@@ -267,18 +267,16 @@ def plan_cmd(
     container_runtime: Annotated[ContainerRuntime, typer.Option("--container-runtime", help="Runtime for container jobs on the execute nodes.")] = ContainerRuntime.bwrap,
 ) -> None:
     """Write the HTCondor DAGMan submit directory without submitting."""
-    from .chaos import Chaos, ChaosSpecError
+    from .chaos import ChaosSpecError, chaos_option
     from .condor import DAG_FILE, SubmitDirError, write_submit_dir
     from .execute import initial_refs
 
     if backend is not Backend.condor:
         raise fail("wf plan writes an HTCondor submit directory: use --backend condor")
     try:
-        chaos_cfg = Chaos.parse(chaos, chaos_seed) if chaos else None
+        chaos_cfg = chaos_option(chaos, chaos_seed, integrity.value)
     except ChaosSpecError as e:
-        raise fail(f"--chaos: {e}") from None
-    if chaos_cfg is not None and integrity is Integrity.none:
-        raise fail("--chaos needs --integrity full")
+        raise fail(str(e)) from None
     workdir = _directory(directory)
     workflow, targets = load(args or [], workdir, config or [])
     oracle = _oracle(workdir, workflow)

@@ -553,17 +553,14 @@ def run_condor(workflow: Any, workdir: Path, targets: list[str], *, integrity: s
     from dsl.errors import WffileError
     from planner.resolve import build_plan
 
-    from .chaos import ChaosSpecError
+    from .chaos import ChaosSpecError, chaos_option
     from .db import Database, DatabaseOracle, db_path, image_references
     from .execute import DirectoryBusy, RunLock, initial_refs
 
     try:
-        chaos_cfg = Chaos.parse(chaos, chaos_seed) if chaos else None
+        chaos_cfg = chaos_option(chaos, chaos_seed, integrity)
     except ChaosSpecError as e:
-        print(f"error: --chaos: {e}", file=sys.stderr)
-        return 2
-    if chaos_cfg is not None and integrity == "none":
-        print("error: --chaos needs --integrity full", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if chaos_cfg is not None and chaos_cfg.rest:
         print("warning: --chaos rest is applied by the local executor only; ignored here", file=sys.stderr)

@@ -24,7 +24,7 @@ from dsl.model import Workflow
 from planner.plan import Plan
 from planner.resolve import build_plan
 
-from .chaos import Chaos, ChaosSpecError
+from .chaos import ChaosSpecError, chaos_option
 from .containers import container_problems
 from .db import Database, DatabaseOracle, db_path, image_references
 from .events import Observer, RunSummary
@@ -191,14 +191,9 @@ def run_workflow(
     batch jobs; ``cores`` then bounds how many are queued or running at once.
     """
     try:
-        chaos_cfg = Chaos.parse(chaos, chaos_seed) if chaos else None
+        chaos_cfg = chaos_option(chaos, chaos_seed, integrity)
     except ChaosSpecError as e:
-        print(f"error: --chaos: {e}", file=sys.stderr)
-        return 2
-    if chaos_cfg is not None and integrity == "none":
-        # Nothing would catch the faults, and corrupt bytes would reach final outputs.
-        print("error: --chaos needs --integrity full: with no checks the faults would go unseen "
-              "and reach final outputs", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     wd = str(Path(workdir).resolve())
     try:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import py_compile
+import re
 import shlex
 import shutil
 import subprocess
@@ -51,6 +52,12 @@ FINISHED = frozenset({"COMPLETED", "FAILED"})
 #: Seconds to wait for the record of a finished job to show (a shared file
 #: system may show it late) before the attempt counts as lost.
 RECORD_GRACE = 10.0
+#: sbatch calls per submission when the controller is busy or unreachable.
+SBATCH_TRIES = 3
+#: What sbatch says when asking again may help.
+_TRANSIENT = re.compile(r"timed out|temporarily unavailable|try again|Unable to contact|"
+                        r"Resource temporarily|Socket|Connection refused|Transport endpoint",
+                        re.IGNORECASE)
 #: A rule with at least this many jobs ready at once goes out as a job array.
 ARRAY_MIN = 8
 #: Jobs per sbatch array (well under Slurm's default MaxArraySize of 1001).
@@ -467,19 +474,31 @@ class SlurmLauncher(Launcher):
                 self._track(f"{sid}_{i}", job, attempt, need, ctx, os.path.join(out_dir, f"{sid}_{i}.slurm"))
 
     def _sbatch(self, argv: list[str], items: list[tuple[Job, int, int, dict[str, Any]]]) -> str | None:
-        self.submit_calls += 1
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env,
-                                  stdin=subprocess.DEVNULL, timeout=120)
+        comment = next(a[len("--comment="):] for a in argv if a.startswith("--comment="))
+        said = ""
+        for attempt in range(SBATCH_TRIES):
+            if attempt:
+                time.sleep(2 ** attempt)
+                # A timed-out sbatch may have submitted the job after all: the
+                # comment names it, so it is never submitted twice.
+                found = [sid for sid, (_st, _r, c) in self._squeue(None).items() if c == comment]
+                if found:
+                    return found[0].partition("_")[0]
+            self.submit_calls += 1
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, env=self.env,
+                                      stdin=subprocess.DEVNULL, timeout=120)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                said = str(e)
+                continue
             said = (proc.stderr or proc.stdout).strip()
-            ok = proc.returncode == 0
-        except (OSError, subprocess.TimeoutExpired) as e:
-            said, ok = str(e), False
-        sid = proc.stdout.strip().split(";")[0] if ok else ""
-        if ok and sid.isdigit():
-            return sid
-        # The submission itself failed: a failed attempt of each job, kept
-        # with sbatch's words (a bad --slurm-extra does not retry forever).
+            sid = proc.stdout.strip().split(";")[0] if proc.returncode == 0 else ""
+            if sid.isdigit():
+                return sid
+            if not _TRANSIENT.search(said):
+                break  # a refusal (bad partition, bad option): asking again will not help
+        # The submission failed: a failed attempt of each job, kept with
+        # sbatch's words (a bad --slurm-extra does not retry forever).
         for job, attempt, need, ctx in items:
             self._sched_started(job, attempt, None)
             self._end(job.id, attempt, need, ctx, _synthetic(attempt, "failed", f"sbatch failed: {said}"))

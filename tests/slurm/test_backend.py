@@ -425,3 +425,12 @@ def test_container_jobs_on_slurm_get_the_image_staged_and_verified_on_the_node(c
                            "WHERE e.stage='stage-in' AND e.file='.wf/images/tools/tools.tar' AND e.ok=1 "
                            "AND e.job_id LIKE 'count%'")
     assert len(rows) == 2 and all(sid for (sid,) in rows)
+
+
+def test_a_refused_submission_fails_at_once_with_sbatchs_words(cluster, tmp_path):
+    d = write_workflow(tmp_path / "w", SLOW)
+    r = wf("run", "--backend", "slurm", "--slurm-partition", "nosuch", "--config", "secs=0",
+           cwd=d, timeout=60)
+    assert r.code == 1, r.text
+    message = [m for job, _a, _s, _sid, m in _attempts(d) if job == "slow"][0]
+    assert message.startswith("sbatch failed:") and "partition" in message.lower()

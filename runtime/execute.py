@@ -94,6 +94,15 @@ def _clean_leftovers(workdir: str, keep: set[str] = frozenset()) -> None:  # typ
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
+def _running_in_slurm(db: Database) -> list[tuple[str, int, str]]:
+    """(job id, attempt, Slurm id) of the jobs the last Slurm run had running when it died."""
+    if "external_id" not in db.columns("jobs"):
+        return []
+    return db.query(
+        "SELECT job_id, attempts, external_id FROM jobs WHERE status='running' AND external_id IS NOT NULL"
+        " AND run_id=(SELECT max(id) FROM runs WHERE backend='slurm' AND status='running')")
+
+
 class _Terminated:
     """SIGTERM raises :class:`Interrupted` in the main thread while a run is on."""
 
@@ -214,6 +223,8 @@ def run_workflow(
             keep = launcher.survivors()
         _clean_leftovers(wd, keep)
         db = Database(db_path(wd))
+        if slurm is not None:
+            launcher.finished_while_down(_running_in_slurm(db))  # type: ignore[attr-defined]
         db.conn.execute("UPDATE runs SET status='crashed' WHERE status='running'")
         oracle = DatabaseOracle(db, wd, image_references(workflow))
         try:

@@ -209,6 +209,28 @@ class SlurmLauncher(Launcher):
                     keep.add(os.path.basename(ctx["partial"]))
         return keep
 
+    def finished_while_down(self, rows: Iterable[tuple[str, int, str]]) -> None:
+        """Jobs the database says were running in Slurm when wf died: (job id,
+        attempt, Slurm id). One the controller has forgotten by now (finished
+        longer ago than its MinJobAge) whose provenance record is on disk is
+        booked from that record instead of being run again."""
+        for job_id, attempt, sid in rows:
+            if job_id in self._adoptable or not sid or not attempt:
+                continue
+            spec_path = self._spec_path(job_id, int(attempt))
+            spec = _load_json(spec_path)
+            if spec is None or spec.get("job_id") != job_id:
+                continue
+            ctx = spec.get("wf_ctx") or {}
+            record = _load_json(ctx.get("record"))
+            if record is None or record.get("attempt") != int(attempt) or record.get("job_id") != job_id:
+                continue
+            self._adoptable[job_id] = (sid, spec_path, ctx, spec.get("plan_sha", ""))
+
+    def _spec_path(self, job_id: str, attempt: int) -> str:
+        key = job_key(job_id)
+        return os.path.join(self.base, "specs", key[-2:], f"{key}.{attempt}.json")
+
     def _specs_of(self, sid: str, token: str) -> list[str]:
         # A plain job names its spec; an array task names its list of bundles.
         if token.startswith("@"):
@@ -421,9 +443,8 @@ class SlurmLauncher(Launcher):
         return args
 
     def _write_spec(self, job: Job, attempt: int, spec: dict[str, Any]) -> tuple[str, str]:
-        key = job_key(job.id)
-        rel = os.path.join(key[-2:], f"{key}.{attempt}.json")
-        path = os.path.join(self.base, "specs", rel)
+        path = self._spec_path(job.id, attempt)
+        rel = os.path.relpath(path, os.path.join(self.base, "specs"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(spec, f, separators=(",", ":"))

@@ -494,7 +494,8 @@ class Cluster:
         self.pids = {}
 
 
-def _slurm_conf(base: Path, munge_dir: Path, node: str, cpus: int, ports: dict[str, int]) -> str:
+def _slurm_conf(base: Path, munge_dir: Path, node: str, cpus: int, ports: dict[str, int],
+                min_job_age: int = 300) -> str:
     return f"""\
 # Private single-node test cluster written by tests/slurmcluster.py.
 ClusterName=wftest
@@ -529,7 +530,7 @@ SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 SlurmdParameters=config_overrides
 ReturnToService=2
-MinJobAge=300
+MinJobAge={min_job_age}
 KillWait=2
 InactiveLimit=0
 MessageTimeout=10
@@ -596,6 +597,7 @@ def start(
     cpus: int = 32,
     timeout: float = 60,
     wait_scheduler: bool = True,
+    min_job_age: int = 300,
 ) -> Cluster:
     """Start a private cluster in base_dir and wait until its node is idle.
 
@@ -627,7 +629,7 @@ def start(
     node = socket.gethostname().split(".")[0]
     ports = dict(zip(("slurmctld", "slurmd"), _free_ports(2), strict=True))
     conf = base / "slurm.conf"
-    conf.write_text(_slurm_conf(base, munge_dir, node, cpus, ports))
+    conf.write_text(_slurm_conf(base, munge_dir, node, cpus, ports, min_job_age))
     cluster = Cluster(
         base_dir=base,
         conf=conf,

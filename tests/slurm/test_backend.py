@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -434,3 +435,32 @@ def test_a_refused_submission_fails_at_once_with_sbatchs_words(cluster, tmp_path
     assert r.code == 1, r.text
     message = [m for job, _a, _s, _sid, m in _attempts(d) if job == "slow"][0]
     assert message.startswith("sbatch failed:") and "partition" in message.lower()
+
+
+def test_a_job_that_finished_while_wf_was_down_and_slurm_forgot_is_booked_not_rerun(
+        cluster, tmp_path, monkeypatch):
+    slurmcluster = sys.modules["wf_tests_slurmcluster"]  # loaded by tests/conftest.py
+    # A cluster of its own that forgets finished jobs after 2 s (MinJobAge).
+    forgetful = slurmcluster.start(tmp_path / "cluster", cpus=4, min_job_age=2)
+    try:
+        for key, value in forgetful.env.items():
+            monkeypatch.setenv(key, value)
+        d = write_workflow(tmp_path / "w", SLOW)
+        proc = subprocess.Popen(wf_cmd("run", "--backend", "slurm", "--config", "secs=2"), cwd=d,
+                                env=wf_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            sid = _running_job(forgetful, "wf:slow")
+            time.sleep(0.6)  # wf books "running, Slurm job N" within 0.25 s
+            proc.kill()
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        assert (d / "slow.txt").exists() or _wait_for(lambda: (d / "slow.txt").exists(), timeout=30)
+        _wait_for(lambda: sid not in _queue(forgetful), timeout=60, what="Slurm to forget the job")
+        r = wf_ok("run", "--backend", "slurm", "--config", "secs=2", cwd=d, timeout=60)
+        assert f"reattached to Slurm job {sid}" in r.text
+        assert [(job, s, x) for job, _a, s, x, _m in _attempts(d) if job == "slow"] == [("slow", "ok", sid)]
+        assert not _queue(forgetful)  # nothing was submitted again
+        assert (d / "slow.txt").read_text() == "finished\n"
+    finally:
+        forgetful.stop()

@@ -213,8 +213,24 @@ def run(
 
 
 def _oracle(workdir: Path, workflow: Workflow):
-    """The database-backed reuse oracle, read-only (empty when there is no database yet)."""
-    from .db import open_oracle
+    """The database-backed reuse oracle, read-only (empty when there is no database yet).
+
+    A DAGMan run's verified outputs are booked first (inside .wf/, under the
+    run lock, skipped while a run holds it), so the dry run says what
+    ``wf run`` will do.
+    """
+    from .db import db_path, open_oracle
+    if db_path(workdir).exists():
+        from .condor_import import import_condor_results
+        from .db import Database
+        from .execute import DirectoryBusy, RunLock
+        try:
+            with RunLock(str(workdir)):
+                db = Database(db_path(workdir))
+                import_condor_results(db, workdir)
+                db.close()
+        except DirectoryBusy:
+            pass
     return open_oracle(workdir, readonly=True, workflow=workflow)
 
 

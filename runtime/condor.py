@@ -554,6 +554,7 @@ def run_condor(workflow: Any, workdir: Path, targets: list[str], *, integrity: s
     from planner.resolve import build_plan
 
     from .chaos import ChaosSpecError, chaos_option
+    from .condor_import import import_condor_results
     from .db import Database, DatabaseOracle, db_path, image_references
     from .execute import DirectoryBusy, RunLock, initial_refs
 
@@ -573,6 +574,7 @@ def run_condor(workflow: Any, workdir: Path, targets: list[str], *, integrity: s
     try:
         db = Database(db_path(wd))
         try:
+            import_condor_results(db, wd)  # an earlier DAG's verified outputs are reused
             oracle = DatabaseOracle(db, wd, image_references(workflow))
             plan = build_plan(workflow, wd, targets, oracle=oracle, forcerun=forcerun,
                               force=force, default_retries=retries)

@@ -25,6 +25,7 @@ from planner.plan import Plan
 from planner.resolve import build_plan
 
 from .chaos import ChaosSpecError, chaos_option
+from .condor_import import import_condor_results
 from .containers import container_problems
 from .db import Database, DatabaseOracle, db_path, image_references
 from .events import Observer, RunSummary
@@ -223,6 +224,7 @@ def run_workflow(
             keep = launcher.survivors()
         _clean_leftovers(wd, keep)
         db = Database(db_path(wd))
+        import_condor_results(db, wd)  # what a DAGMan run verified is reused like our own
         if slurm is not None:
             launcher.finished_while_down(_running_in_slurm(db))  # type: ignore[attr-defined]
         db.conn.execute("UPDATE runs SET status='crashed' WHERE status='running'")

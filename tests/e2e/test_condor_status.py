@@ -290,3 +290,25 @@ def test_a_dag_that_succeeds(tmp_path):
     assert stats["summary"]["all"] == {"succeeded": 3, "failed": 0, "incomplete": 0, "total": 3,
                                        "retries": 0, "total_retries": 3, "reused": 0}
     assert stats["integrity"]["errors"] == 0 and stats["integrity"]["compared"]["count"] > 0
+
+
+def test_a_finished_dag_is_reused_by_later_runs_and_verified_first(tmp_path):
+    d = copy_example("bioinfo", tmp_path / "bioinfo")
+    run_unsubmitted(d, tmp_path)
+    replay(d / ".wf" / "condor")
+    # Nothing of the DAG's work is done again: the dry run and the run both say so.
+    dry = wf_ok("run", "-n", cwd=d)
+    assert "Nothing to be done" in dry.out or "0 jobs to run" in dry.out, dry.out
+    assert "Nothing to be done" in wf_ok("run", cwd=d).out
+    recorded = dict(query(d, "SELECT lfn, producer FROM files WHERE lfn LIKE 'results/%'"))
+    assert recorded and all(recorded.values())  # each with the job that made it
+    assert wf_ok("verify", cwd=d).code == 0
+    # An output changed after it landed is not taken: its job (and what follows) runs again.
+    d2 = copy_example("bioinfo", tmp_path / "again")
+    run_unsubmitted(d2, tmp_path)
+    replay(d2 / ".wf" / "condor")
+    summary = d2 / "results" / "summary.csv"
+    assert summary.exists()
+    summary.write_text(summary.read_text() + "tampered\n")
+    r = wf_ok("run", cwd=d2)
+    assert "Nothing to be done" not in r.out and "summary" in r.out

@@ -238,12 +238,17 @@ class Scheduler:
                     if msg[0] == "message":
                         self._emit("message", msg[1])
                         continue
+                    if msg[0] == "state":
+                        _, jid, attempt, state = msg
+                        if self.attempts.get(jid) == attempt and jid not in self.done:
+                            self.db.set_job(self.run_id, jid, state)
+                        continue
                     if msg[0] == "start":
-                        _, job, attempt, external_id = msg
+                        _, job, attempt, external_id, state = msg
                         if external_id is not None:
                             self.external[(job.id, attempt)] = external_id
                         extra = {"external_id": external_id} if external_id is not None else {}
-                        self.db.set_job(self.run_id, job.id, "running", started=time.time(),
+                        self.db.set_job(self.run_id, job.id, state, started=time.time(),
                                         attempts=attempt, **extra)
                         self._emit("job_started", job, attempt)
                         continue
@@ -304,9 +309,15 @@ class Scheduler:
         self._running += 1
         return jid, job, attempt, need, spec, ctx
 
-    def started(self, job: Job, attempt: int, external_id: str | None = None) -> None:
-        """A launcher started an attempt (``external_id``: e.g. the Slurm job id)."""
-        self._results.put(("start", job, attempt, external_id))
+    def started(self, job: Job, attempt: int, external_id: str | None = None,
+                state: str = "running") -> None:
+        """A launcher started an attempt (``external_id``: e.g. the Slurm job id;
+        ``state``: ``queued`` while a batch system has yet to run it)."""
+        self._results.put(("start", job, attempt, external_id, state))
+
+    def progressed(self, jid: str, attempt: int, state: str) -> None:
+        """A launcher saw a started attempt change state (queued -> running)."""
+        self._results.put(("state", jid, attempt, state))
 
     def message(self, text: str) -> None:
         """A launcher has something to tell the user (any thread)."""

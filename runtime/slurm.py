@@ -418,7 +418,7 @@ class SlurmLauncher(Launcher):
         flight = _Flight(job.id, attempt, need, {**ctx, **old_ctx}, old_ctx["record"], time.time())
         with self.lock:
             self.flights.setdefault(sid, []).append(flight)
-        self._sched_started(job, attempt, sid)
+        self._sched_started(job, attempt, sid, "queued")
         self._sched_message(f"reattached to Slurm job {sid} ({job.id})")
         return True
 
@@ -530,7 +530,7 @@ class SlurmLauncher(Launcher):
         with self.lock:
             self.flights.setdefault(sid, []).append(_Flight(job.id, attempt, need, ctx, ctx["record"], time.time()))
             cancelled = self.cancelled
-        self._sched_started(job, attempt, sid)
+        self._sched_started(job, attempt, sid, "queued")
         if cancelled:  # Ctrl-C arrived while sbatch was running
             self._scancel([sid])
 
@@ -563,6 +563,9 @@ class SlurmLauncher(Launcher):
             state, reason, _comment = seen.get(sid, ("", "", ""))
             for flight in list(self.flights.get(sid, ())):
                 if state in ACTIVE:
+                    if state == "RUNNING" and flight.state != "RUNNING":
+                        assert self._sched is not None
+                        self._sched.progressed(flight.jid, flight.attempt, "running")
                     flight.state = state
                     if len(self.flights[sid]) > 1:
                         # A bundle: each job's record lands as it finishes.
@@ -609,10 +612,10 @@ class SlurmLauncher(Launcher):
         assert self._sched is not None
         self._sched.ended(jid, attempt, need, ctx, record)
 
-    def _sched_started(self, job: Job, attempt: int, sid: str | None) -> None:
+    def _sched_started(self, job: Job, attempt: int, sid: str | None, state: str = "running") -> None:
         assert self._sched is not None
         self._reported.add((job.id, attempt))
-        self._sched.started(job, attempt, sid)
+        self._sched.started(job, attempt, sid, state)
 
     def _sched_message(self, text: str) -> None:
         assert self._sched is not None

@@ -322,12 +322,15 @@ def status(db: Database, run_id: int | None = None) -> dict[str, Any]:
     by_status = Counter(s for _, s in rows)
     live = run["status"] == "running"
     running = by_status.get("running", 0) if live else 0
+    queued = by_status.get("queued", 0) if live else 0  # in a batch system's queue (Slurm)
     counts = {
         "total": len(rows) - by_status.get("reused", 0),
         "done": by_status.get("done", 0),
         "running": running,
+        "queued": queued,
         "failed": by_status.get("failed", 0),
-        "left": sum(by_status.get(s, 0) for s in _LEFT) + by_status.get("running", 0) - running,
+        "left": sum(by_status.get(s, 0) for s in _LEFT) + by_status.get("running", 0) - running
+        + by_status.get("queued", 0) - queued,
         "reused": by_status.get("reused", 0),
     }
     return {
@@ -341,9 +344,11 @@ def status(db: Database, run_id: int | None = None) -> dict[str, Any]:
         "by_status": dict(sorted(by_status.items())),
         "failed_jobs": [j for j, s in rows if s == "failed"],
         "running_jobs": [j for j, s in rows if s == "running"] if live else [],
+        "queued_jobs": [j for j, s in rows if s == "queued"] if live else [],
         "backend": run.get("backend") or "local",
         # The batch system's id of each running or failed job's latest attempt.
-        "external_ids": {j: x for j, s, x in rows3 if x and (s == "failed" or (live and s == "running"))},
+        "external_ids": {j: x for j, s, x in rows3
+                         if x and (s == "failed" or (live and s in ("running", "queued")))},
     }
 
 

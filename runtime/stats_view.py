@@ -167,6 +167,7 @@ def show_status(data: dict[str, Any], console: Console) -> None:
     c = data["counts"]
     _line(console, f"Jobs: {c['total']:,} total, ", (f"{c['done']:,} done", "green"), ", ",
           (f"{c['running']:,} running", "yellow" if c["running"] else ""), ", ",
+          *((f"{c['queued']:,} queued", ""), ", ") if c.get("queued") else (),
           (f"{c['failed']:,} failed", "red" if c["failed"] else ""), ", ",
           f"{c['left']:,} left, ", (f"{c['reused']:,} reused", "cyan"))
     ids = data.get("external_ids") or {}
@@ -180,6 +181,10 @@ def show_status(data: dict[str, Any], console: Console) -> None:
     if data["running_jobs"]:
         _line(console, ("Running:", "bold"))
         for jid in data["running_jobs"]:
+            _line(console, with_id(jid))
+    if data.get("queued_jobs"):
+        _line(console, ("Queued:", "bold"))
+        for jid in data["queued_jobs"]:
             _line(console, with_id(jid))
     if data["failed_jobs"]:
         _line(console, ("Failed:", "bold red"))

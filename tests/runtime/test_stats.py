@@ -268,7 +268,7 @@ def test_status_counts(tmp_path, clock):
     db, _, rid, _ = populate(tmp_path, clock)
     s = status(db)
     assert (s["id"], s["status"], s["started"], s["finished"]) == (rid, "failed", T0, T0 + 125.5)
-    assert s["counts"] == {"total": 6, "done": 4, "running": 0, "failed": 1, "left": 1, "reused": 1}
+    assert s["counts"] == {"total": 6, "done": 4, "running": 0, "queued": 0, "failed": 1, "left": 1, "reused": 1}
     assert s["failed_jobs"] == ["count[sample=B]"]
     assert s["by_status"] == {"done": 4, "failed": 1, "pending": 1, "reused": 1}
 
@@ -289,7 +289,7 @@ def test_status_of_a_live_run(tmp_path):
     _run_with_running_job(db, os.getpid())
     s = status(db)
     assert s["status"] == "running"
-    assert s["counts"] == {"total": 3, "done": 1, "running": 1, "failed": 0, "left": 1, "reused": 0}
+    assert s["counts"] == {"total": 3, "done": 1, "running": 1, "queued": 0, "failed": 0, "left": 1, "reused": 0}
     assert s["running_jobs"] == ["b"]
     assert s["wall_seconds"] == 3.0  # to the last recorded activity
 
@@ -304,7 +304,7 @@ def test_status_of_a_crashed_run(tmp_path):
     assert s["status"] == "crashed"
     assert s["run"]["recorded_status"] == "running"
     # the job that was running when it crashed is left to do
-    assert s["counts"] == {"total": 3, "done": 1, "running": 0, "failed": 0, "left": 2, "reused": 0}
+    assert s["counts"] == {"total": 3, "done": 1, "running": 0, "queued": 0, "failed": 0, "left": 2, "reused": 0}
     assert s["running_jobs"] == []
 
 

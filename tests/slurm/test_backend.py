@@ -7,6 +7,7 @@ files, the workflow database and Slurm's own queue.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -464,3 +465,24 @@ def test_a_job_that_finished_while_wf_was_down_and_slurm_forgot_is_booked_not_re
         assert (d / "slow.txt").read_text() == "finished\n"
     finally:
         forgetful.stop()
+
+
+def test_status_tells_queued_from_running_jobs(cluster, tmp_path):
+    d = write_workflow(tmp_path / "w", SLOW)
+    # --begin holds the batch job in Slurm's queue (PENDING, reason BeginTime).
+    proc = subprocess.Popen(wf_cmd("run", "--backend", "slurm", "--config", "secs=0",
+                                   "--slurm-extra", "--begin=now+120"), cwd=d,
+                            env=wf_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out = _wait_for(lambda: (r := wf("status", cwd=d).out) and "Queued:" in r and r, timeout=30,
+                        what="wf status to show the queued job")
+        sid = query(d, "SELECT external_id FROM jobs WHERE job_id='slow'")[0][0]
+        assert f"slow  (Slurm job {sid})" in out and "1 queued" in out and "0 running" in out
+        assert _queue(cluster, "PENDING")[sid][1] == "PENDING"
+        data = json.loads(wf("status", "--json", cwd=d).out)
+        assert data["counts"]["queued"] == 1 and data["queued_jobs"] == ["slow"]
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130

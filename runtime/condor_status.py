@@ -32,6 +32,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -420,20 +421,29 @@ def _condor_run(dag: DagView) -> dict[str, Any]:
     return {**dag.run, "status": dag.status(), "finished": dag.finished()}
 
 
+def _over_mirror(db: Database, run: dict[str, Any],
+                 report: Callable[[Database, dict[str, Any]], dict[str, Any]]) -> tuple[DagView, dict[str, Any]]:
+    """A local report (statistics, analyze) computed over an in-memory mirror of the DAG's records."""
+    from .stats import _run
+
+    dag = read_dag(run)
+    mem = mirror(db, dag)
+    try:
+        data = report(mem, _run(mem, run["id"]))
+    finally:
+        mem.close()
+    data["run"] = _condor_run(dag)
+    return dag, data
+
+
 def condor_statistics(db: Database, run: dict[str, Any]) -> dict[str, Any]:
     """``stats.statistics()`` for a condor run, in the same layout: counts, retries
     and per-rule times from the provenance records, integrity from their events;
     the workflow wall time and the submit-side job time from the nodes log.
     Adds ``condor`` (as in :func:`condor_status`)."""
-    from .stats import _run, _statistics
+    from .stats import _statistics
 
-    dag = read_dag(run)
-    mem = mirror(db, dag)
-    try:
-        data = _statistics(mem, _run(mem, run["id"]))
-    finally:
-        mem.close()
-    data["run"] = _condor_run(dag)
+    dag, data = _over_mirror(db, run, _statistics)
     data["wall_seconds"] = dag.wall_seconds()
     data["job_seconds_submit"] = dag.submit_seconds()
     data["condor"] = _summary(dag)
@@ -442,15 +452,9 @@ def condor_statistics(db: Database, run: dict[str, Any]) -> dict[str, Any]:
 
 def condor_analyze(db: Database, run: dict[str, Any]) -> dict[str, Any]:
     """``stats.analyze()`` for a condor run (the provenance records and the nodes log)."""
-    from .stats import _analyze, _run
+    from .stats import _analyze
 
-    dag = read_dag(run)
-    mem = mirror(db, dag)
-    try:
-        data = _analyze(mem, _run(mem, run["id"]))
-    finally:
-        mem.close()
-    data["run"] = _condor_run(dag)
+    dag, data = _over_mirror(db, run, _analyze)
     data["condor"] = _summary(dag)
     nodes = {f["job"]: f for f in (_failure(dag, n) for n in dag.jobs if dag.states[n] == "failed")}
     for f in data["failed"]:
